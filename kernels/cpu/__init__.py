@@ -1,0 +1,1 @@
+"""Numba CPU kernels: @njit(parallel=True) loops over flat (or (N, F)) arrays."""

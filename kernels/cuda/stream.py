@@ -1,0 +1,31 @@
+"""Bandwidth probe (STREAM copy and triad) for the CUDA backend: grid-stride loops."""
+from numba import cuda
+
+from .launch import grid_for
+
+
+@cuda.jit
+def _copy_kernel(dst, src):
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for i in range(start, src.size, stride):
+        dst[i] = src[i]
+
+
+@cuda.jit
+def _triad_kernel(a, b, c, s):
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for i in range(start, a.size, stride):
+        a[i] = b[i] + s * c[i]
+
+
+def stream_copy(dst, src, *, threads_per_block):
+    """dst (n,) <- src (n,), device arrays."""
+    if src.size:
+        _copy_kernel[grid_for(src.size, threads_per_block), threads_per_block](dst, src)
+
+
+def stream_triad(a, b, c, scalar, *, threads_per_block):
+    """a (n,) <- b (n,) + scalar * c (n,), device arrays."""
+    if a.size:
+        s = a.dtype.type(scalar)
+        _triad_kernel[grid_for(a.size, threads_per_block), threads_per_block](a, b, c, s)

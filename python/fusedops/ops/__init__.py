@@ -1,0 +1,6 @@
+"""Functional ops: validate once, then dispatch to a backend (numpy, numba, c, cuda).
+
+One module per op family; everything public is re-exported here, so
+``fusedops.ops.adam_step`` and ``fusedops.ops.stream_copy`` are the names to use.
+"""
+from .stream import *  # noqa: F401,F403
