@@ -5,3 +5,7 @@ function has the kernel contract's signature: outputs, inputs, hyperparameters; 
 outputs in place and returns nothing. Short and obviously right beats fast here.
 """
 from .stream import *  # noqa: F401,F403
+from .optim import *  # noqa: F401,F403
+from .philox import *  # noqa: F401,F403
+from .dropout import *  # noqa: F401,F403
+from .batchnorm import *  # noqa: F401,F403

@@ -1,0 +1,2 @@
+"""optim ops (filled by its issue)."""
+__all__ = []
