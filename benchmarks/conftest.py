@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from fusedops import backends
-from fusedops.info import probe
+from fusedops.sysinfo import probe
 
 try:
     import torch

@@ -203,10 +203,10 @@ def check_array(name, a, *, dtype=None, shape=None, ndim=None, writable=False) -
 def check_like(name, a, ref_name, ref, *, writable=False) -> ArrayInfo:
     """`a` must have the same dtype and shape as `ref` (already checked), same memory side."""
     ri = array_info(ref_name, ref)
-    info = check_array(name, a, dtype=ri.dtype if ri.dtype in FLOAT_DTYPES else (ri.dtype,),
-                       writable=writable)
-    if info.dtype != ri.dtype:
-        raise TypeError(f"{name} must have the same dtype as {ref_name} ({ri.dtype}); got {info.dtype}")
+    dt = array_info(name, a).dtype
+    if dt != ri.dtype:
+        raise TypeError(f"{name} must have the same dtype as {ref_name} ({ri.dtype}); got {dt}")
+    info = check_array(name, a, dtype=(ri.dtype,), writable=writable)
     if info.shape != ri.shape:
         raise ValueError(f"{name} must have the same shape as {ref_name} {ri.shape}; got {info.shape}")
     if info.device != ri.device:

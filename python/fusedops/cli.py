@@ -17,7 +17,7 @@ def _info_args(p):
 
 
 def _info_run(args):
-    from .info import format_info, info
+    from .sysinfo import format_info, info
 
     d = info(probe_bandwidth=not args.no_probe, repeat=args.repeat)
     print(json.dumps(d, indent=2) if args.json else format_info(d))

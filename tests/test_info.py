@@ -1,0 +1,65 @@
+"""`fusedops info`: the dict, the text, the JSON, and the probe's measurements."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fusedops
+from fusedops import sysinfo as info_mod
+from fusedops.cli import main
+
+
+def test_info_dict_without_probe():
+    d = fusedops.info(probe_bandwidth=False)
+    assert d["versions"]["numpy"] == np.__version__
+    assert d["cpu"]["cores"] >= 1 and d["cpu"]["threads"] >= 1
+    assert d["cpu"]["numba_threading_layer"] in ("omp", "tbb", "workqueue")
+    assert d["backends"]["numpy"] == "available"
+    assert "-fopenmp" in d["c"]["flags"] and d["c"]["compiler"]
+    assert "probe" not in d
+
+
+def test_probe_reports_every_cpu_backend(monkeypatch):
+    # a small probe keeps the test fast; the real size comes from the cache size
+    monkeypatch.setattr(info_mod, "probe_elements", lambda itemsize=4: 1 << 18)
+    d = fusedops.info(repeat=2)
+    results = d["probe"]["results"]
+    for b in ("numpy", "numba", "c"):
+        assert results[b]["n"] == 1 << 18
+        assert results[b]["copy"] > 0.1 and results[b]["triad"] > 0.1  # GB/s, any real machine
+
+
+def test_probe_size_is_beyond_the_last_level_cache():
+    n = info_mod.probe_elements(4)
+    llc = info_mod.last_level_cache_bytes()
+    assert n * 4 >= min(8 * llc, info_mod._available_memory_bytes() // 12)
+    assert llc >= 1 << 20
+
+
+def test_measure_bandwidth_counts_bytes():
+    r = info_mod.measure_bandwidth("numpy", "triad", n=100_000, repeat=3)
+    assert r["n"] == 100_000 and r["kernel"] == "triad"
+    assert r["gbps"] == pytest.approx(3 * 4 * 100_000 / r["seconds_median"] / 1e9)
+    with pytest.raises(ValueError, match="kernel"):
+        info_mod.measure_bandwidth("numpy", "scale", n=10)
+
+
+def test_cli_info_json(capsys):
+    assert main(["info", "--json", "--no-probe"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert set(d) >= {"versions", "cpu", "backends", "c", "cuda"}
+
+
+def test_cli_info_text(capsys):
+    assert main(["info", "--no-probe"]) == 0
+    out = capsys.readouterr().out
+    assert "cpu:" in out and "cuda device:" in out and "backends:" in out
+
+
+def test_cli_bad_argument_is_a_usage_error():
+    proc = subprocess.run([sys.executable, "-m", "fusedops", "info", "--repeat", "0"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "usage:" in proc.stderr and "Traceback" not in proc.stderr
