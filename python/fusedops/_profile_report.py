@@ -1,0 +1,148 @@
+"""Output of `fusedops profile`: text tables, CSV, JSON and the plot; argument checks."""
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+from . import backends
+from ._profile_ops import OPS, available_ops
+from .profile import (DEFAULT_SIZES, PEERS, _torch, available_backends, backend_unavailable_reason,
+                      crossover)
+
+__all__ = ["load_warning", "format_size", "format_tables", "write_csv", "check_settings", "emit",
+           "CSV_FIELDS"]
+
+CSV_FIELDS = ("op", "backend", "transfers", "size", "n", "shape", "dtype", "bytes", "median_s",
+              "q1_s", "q3_s", "min_s", "max_s", "spread", "calls_per_sample", "gbps",
+              "fraction_of_probe", "speedup_vs_numpy", "impl")
+
+
+def load_warning(machine: dict) -> str | None:
+    """A note when other processes keep cores busy: a parallel region then waits for its
+    descheduled threads (milliseconds per call), which no kernel can fix."""
+    load, cores, threads = machine.get("load_average_1min"), machine["cores"], machine["threads"]
+    if load is not None and cores and load + threads > cores + 0.5:
+        return (f"note: load average {load:.1f} on {cores} cores before this run; the threaded "
+                f"backends ({threads} threads) compete with other processes (try --threads "
+                f"{max(1, int(cores - load))})")
+    return None
+
+
+def _fmt_time(s):
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if s >= scale:
+            return f"{s / scale:7.2f} {unit}"
+    return f"{s / 1e-9:7.1f} ns"
+
+
+def format_size(n: int) -> str:
+    """10000 -> 10k, 16000000 -> 16M, 16777216 -> 16.8M."""
+    for suffix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            v = n / scale
+            return f"{v:.0f}{suffix}" if v == round(v) else f"{v:.3g}{suffix}"
+    return str(n)
+
+
+def format_tables(result: dict, ops=None) -> str:
+    """One table per op: median time, spread, GB/s, % of the probe, speedup over NumPy."""
+    out = []
+    dtype = np.dtype(result["settings"]["dtype"])
+    probe = result["probe_gbps"]
+    probe_text = ", ".join(f"{k} copy {v:.1f} GB/s" for k, v in probe.items()) or "not measured"
+    for op in ops or result["settings"]["ops"]:
+        rows = [r for r in result["results"] if r["op"] == op]
+        if not rows:
+            continue
+        spec = OPS[op]
+        out.append(f"{op}: {spec.description}  ({dtype.name}, {spec.bytes_per_element(dtype):g} "
+                   f"bytes/element; probe: {probe_text})")
+        out.append(f"  {'size':>7} {'shape':>11}  {'backend':<14} {'median':>10} {'spread':>7} "
+                   f"{'GB/s':>8} {'%probe':>7} {'vs numpy':>9}")
+        for r in rows:
+            frac = f"{100 * r['fraction_of_probe']:6.1f}%" if r["fraction_of_probe"] else f"{'-':>7}"
+            sp = f"{r['speedup_vs_numpy']:8.2f}x" if r["speedup_vs_numpy"] else f"{'-':>9}"
+            out.append(f"  {format_size(r['size']):>7} {r['shape']:>11}  {r['backend']:<14} "
+                       f"{_fmt_time(r['median_s']):>10} {100 * r['spread']:6.1f}% "
+                       f"{r['gbps']:8.2f} {frac} {sp}")
+        cross = result.get("crossover", {}).get(op) or crossover(result, op)
+        for target, size in cross.items():
+            if any(r["backend"] == target for r in rows):
+                where = f"from {format_size(size)} elements" if size else "not within the sizes run"
+                out.append(f"  GPU ({target}) beats the fastest CPU backend {where}")
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def write_csv(result: dict, path) -> None:
+    import csv
+
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        for r in result["results"]:
+            w.writerow({k: ("" if r.get(k) is None else r[k]) for k in CSV_FIELDS})
+
+
+def check_settings(ops, sizes, backend_list, dtype, features, *, plot=None, threads=None):
+    """Validate the CLI's choices; returns the resolved settings dict, or a usage-error message."""
+    ops = ops or available_ops()
+    for op in ops:
+        if op not in OPS:
+            return f"unknown op {op!r}; choose from {', '.join(OPS)}"
+        if op not in available_ops():
+            return f"op {op!r} is not in this build (fusedops.ops.{OPS[op].function} is missing)"
+    for b in backend_list or ():
+        try:
+            reason = backend_unavailable_reason(b)
+        except ValueError:
+            return f"unknown backend {b!r}; choose from {', '.join(backends.BACKENDS + PEERS)}"
+        if reason:
+            return f"backend {b!r} is not available: {reason}"
+    sizes = list(sizes or DEFAULT_SIZES)
+    itemsize = np.dtype(dtype).itemsize
+    from .sysinfo import _available_memory_bytes
+
+    # two copies of each op's arrays live at once (the seeded originals and the working set)
+    need = max(2 * (OPS[op].arrays + 2) * max(sizes) * itemsize for op in ops)
+    if need > 0.7 * _available_memory_bytes():
+        return (f"size {max(sizes)} needs about {need / 2**30:.1f} GiB, more than this machine "
+                f"has free ({_available_memory_bytes() / 2**30:.1f} GiB)")
+    if plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            return "--plot needs matplotlib (pip install matplotlib)"
+    if threads:
+        from . import set_num_threads
+
+        try:
+            set_num_threads(threads)
+        except ValueError as exc:
+            return f"--threads: {exc}"
+        if _torch() is not None:
+            _torch().set_num_threads(threads)
+    return {"ops": list(dict.fromkeys(ops)), "sizes": sorted(set(sizes)),
+            "backends": list(dict.fromkeys(backend_list or available_backends()))}
+
+
+def emit(result: dict, *, json_path=None, csv_path=None, plot_path=None) -> int:
+    """Write the requested files; exit code 1 when a fusedops backend failed (peers may)."""
+    if json_path == "-":
+        print(json.dumps(result, indent=1))
+    elif json_path:
+        with open(json_path, "w") as f:
+            json.dump(result, f, indent=1)
+    if csv_path:
+        write_csv(result, csv_path)
+    if plot_path:
+        from .plots import throughput_plot
+
+        throughput_plot(result, plot_path)
+    failed = [e for e in result["errors"] if not e["peer"]]
+    for e in result["errors"]:
+        print(f"{'error' if not e['peer'] else 'peer skipped'}: {e['backend']} {e['op']} "
+              f"n={e['size']}: {e['error']}", file=sys.stderr)
+    return 1 if failed else 0

@@ -1,0 +1,302 @@
+"""`fusedops profile`: time every fused op on every backend across sizes.
+
+For each (op, size, backend) the arrays are built once, the op is called once outside the
+timed region (JIT compilation, first-touch page faults, CUDA context), then `repeat` samples
+are taken; each sample runs the op enough times to last at least `min_sample_s` (tiny sizes
+take microseconds, below the timer's useful resolution) and records the mean per call. We
+report the median sample, its spread (interquartile range / median), GB/s from the bytes
+DESIGN.md assigns each op, that figure as a fraction of the copy probe (sysinfo.probe), and
+the speedup over the NumPy reference backend at the same size.
+
+CUDA is timed twice: "cuda" on device arrays (kernel only, including launch overhead) and
+"cuda+transfer" on host arrays, which the dispatcher copies to the device and back: the
+crossover where the latter beats the best CPU backend is where the GPU pays off for a caller
+whose data lives on the host. PyTorch ("torch", "torch-cuda") runs as a peer when installed.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from . import backends
+from ._profile_ops import OPS, available_ops, host_arrays, torch_peer
+
+__all__ = ["OPS", "PEERS", "DEFAULT_SIZES", "available_ops", "available_backends", "run_profile",
+           "time_call", "crossover", "format_tables", "format_size", "write_csv", "emit",
+           "check_settings", "load_warning", "CSV_FIELDS"]
+
+PEERS = ("torch", "torch-cuda")
+HOST = ("numpy", "numba", "c", "torch")
+DEFAULT_SIZES = (10_000, 100_000, 1_000_000, 10_000_000)
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def backend_unavailable_reason(name: str) -> str | None:
+    """Why profiling target `name` (a fusedops backend or a PyTorch peer) cannot run here."""
+    if name in backends.BACKENDS:
+        return backends.backend_unavailable_reason(name)
+    if name not in PEERS:
+        raise ValueError(f"unknown backend {name!r}")
+    torch = _torch()
+    if torch is None:
+        return "PyTorch is not installed (an optional peer: pip install torch)"
+    if name == "torch-cuda" and not torch.cuda.is_available():
+        return "PyTorch sees no CUDA device"
+    return None
+
+
+def available_backends() -> list[str]:
+    """Default targets: every available backend and peer; CUDA only on a real GPU (the
+    simulator's timings mean nothing, but it can be named explicitly to test the code path)."""
+    out = [b for b in backends.BACKENDS + PEERS if backend_unavailable_reason(b) is None]
+    if backends.cuda_simulator() and "cuda" in out:
+        out.remove("cuda")
+    return out
+
+
+# --------------------------------------------------------------------------- timing
+
+def _sync_for(target):
+    if target in ("cuda", "cuda+transfer"):
+        from numba import cuda
+
+        return cuda.synchronize
+    if target == "torch-cuda":
+        return _torch().cuda.synchronize
+    return lambda: None
+
+
+def _run_for(fn, sync, min_s, max_calls):
+    """Call fn back to back until min_s has passed (at least once); (calls, seconds)."""
+    calls = 0
+    t0 = time.perf_counter()
+    while True:
+        fn()
+        sync()  # GPU: each call is timed to completion, as in the benchmarks
+        calls += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= min_s or calls >= max_calls:
+            return calls, elapsed
+
+
+def time_call(fn, sync, *, repeat: int, min_sample_s: float = 0.02, max_calls: int = 10_000) -> dict:
+    """Warm up fn, then `repeat` samples of the mean time per call (seconds).
+
+    Each sample runs fn back to back for at least min_sample_s: a single isolated call of a
+    microsecond kernel is dominated by waking the thread pool (milliseconds on a loaded
+    machine), which is not what a training loop calling it repeatedly pays."""
+    _run_for(fn, sync, min_sample_s, max_calls)  # JIT, page faults, allocator, idle threads
+    samples, counts = [], []
+    for _ in range(repeat):
+        calls, elapsed = _run_for(fn, sync, min_sample_s, max_calls)
+        samples.append(elapsed / calls)
+        counts.append(calls)
+    q1, _, q3 = statistics.quantiles(samples, n=4, method="inclusive") if repeat > 1 else samples * 3
+    med = statistics.median(samples)
+    return {"median_s": med, "q1_s": q1, "q3_s": q3, "min_s": min(samples), "max_s": max(samples),
+            "spread": (q3 - q1) / med if med > 0 else 0.0, "calls_per_sample": min(counts),
+            "samples_s": samples}
+
+
+def _callable(spec, target, arrays, params):
+    """(fn, impl) for one target on fresh copies of the host arrays."""
+    if target in PEERS:
+        device = "cuda" if target == "torch-cuda" else "cpu"
+        return torch_peer(spec, _torch(), device, arrays, params)
+    if target == "cuda":
+        from numba import cuda
+
+        arrays = {k: cuda.to_device(v) for k, v in arrays.items()}
+    backend = "cuda" if target == "cuda+transfer" else target
+    return (lambda: spec.call(arrays, backend, params)), f"fusedops.ops.{spec.function}"
+
+
+def _targets(backend_list):
+    out = []
+    for b in backend_list:
+        out.extend(["cuda", "cuda+transfer"] if b == "cuda" else [b])
+    return out
+
+
+def _probe_figures(probe, targets) -> dict:
+    """GB/s that each side's results are divided by: the best CPU copy probe, the CUDA copy."""
+    if isinstance(probe, dict):
+        return dict(probe)
+    if not probe:
+        return {}
+    from .sysinfo import probe as measure
+
+    out = {}
+    cpu = [b for b in ("numba", "c") if backends.backend_unavailable_reason(b) is None] or ["numpy"]
+    out["cpu"] = max(measure(b, "copy") for b in cpu)
+    if any(t.startswith("cuda") or t == "torch-cuda" for t in targets) and not backends.cuda_simulator():
+        out["gpu"] = measure("cuda", "copy")
+    return out
+
+
+def _progress(total, enabled):
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _PlainProgress(total)
+    return tqdm(total=total, file=sys.stderr, unit="run", leave=False, dynamic_ncols=True)
+
+
+class _PlainProgress:
+    """tqdm's interface, reduced to one updating line on stderr (tqdm is optional)."""
+
+    def __init__(self, total):
+        self.total, self.n = total, 0
+
+    def set_description(self, text):
+        sys.stderr.write(f"\r[{self.n + 1}/{self.total}] {text:<48}")
+        sys.stderr.flush()
+
+    def update(self, k=1):
+        self.n += k
+
+    def clear(self):
+        sys.stderr.write("\r" + " " * 64 + "\r")
+
+    def close(self):
+        sys.stderr.write("\r" + " " * 64 + "\r")
+        sys.stderr.flush()
+
+
+def run_profile(ops=None, sizes=DEFAULT_SIZES, backends_=None, *, dtype="float32", repeat: int = 5,
+                features: int = 256, probe=True, progress: bool = True, on_op_done=None,
+                min_sample_s: float = 0.02) -> dict:
+    """Profile `ops` (names in OPS) at `sizes` (elements) on `backends_` (fusedops backends and
+    peers). `probe`: True measures the copy probe, False skips it, or a dict {"cpu": GB/s,
+    "gpu": GB/s} supplies it. `on_op_done(result, op)` is called after each op (to print its
+    table while the rest runs). Returns a JSON-ready dict (see CSV_FIELDS for a result row)."""
+    ops = list(ops or available_ops())
+    backend_list = list(backends_ or available_backends())
+    dtype = np.dtype(dtype)
+    targets = _targets(backend_list)
+    result = {"settings": {"ops": ops, "sizes": [int(s) for s in sizes], "backends": backend_list,
+                           "dtype": dtype.name, "repeat": repeat, "features": features},
+              "machine": _machine(), "probe_gbps": _probe_figures(probe, targets),
+              "results": [], "errors": []}
+    bar = _progress(len(ops) * len(sizes) * len(targets), progress)
+    try:
+        for op in ops:
+            spec = OPS[op]
+            for size in sizes:
+                base, params = host_arrays(spec, int(size), dtype, features)
+                for target in targets:
+                    if bar is not None:
+                        bar.set_description(f"{op} {size:g} {target}")
+                    row = _run_one(spec, op, size, target, base, params, dtype, repeat,
+                                   min_sample_s, result)
+                    if row is not None:
+                        result["results"].append(row)
+                    if bar is not None:
+                        bar.update(1)
+                del base
+            _add_ratios(result, op)
+            if on_op_done is not None:
+                if bar is not None:
+                    bar.clear()
+                on_op_done(result, op)
+    finally:
+        if bar is not None:
+            bar.close()
+    result["crossover"] = {op: crossover(result, op) for op in ops}
+    return result
+
+
+def _run_one(spec, op, size, target, base, params, dtype, repeat, min_sample_s, result):
+    arrays = {k: v.copy() for k, v in base.items()}
+    try:
+        fn, impl = _callable(spec, target, arrays, params)
+        t = time_call(fn, _sync_for(target), repeat=repeat, min_sample_s=min_sample_s)
+    except Exception as exc:  # keep profiling the rest; the error is reported and counted
+        result["errors"].append({"op": op, "size": int(size), "backend": target,
+                                 "peer": target in PEERS, "error": f"{type(exc).__name__}: {exc}"})
+        return None
+    n = int(params["n"])
+    nbytes = spec.bytes_per_element(dtype) * n
+    gbps = nbytes / t["median_s"] / 1e9
+    side = "gpu" if target in ("cuda", "cuda+transfer", "torch-cuda") else "cpu"
+    probe = result["probe_gbps"].get(side)
+    return {"op": op, "backend": target, "transfers": target == "cuda+transfer",
+            "size": int(size), "n": n, "shape": "x".join(map(str, params["shape"])),
+            "dtype": dtype.name, "bytes": int(round(nbytes)), **t, "gbps": gbps,
+            "fraction_of_probe": gbps / probe if probe else None, "speedup_vs_numpy": None,
+            "impl": impl}
+
+
+def _add_ratios(result, op):
+    rows = [r for r in result["results"] if r["op"] == op]
+    ref = {r["size"]: r["median_s"] for r in rows if r["backend"] == "numpy"}
+    for r in rows:
+        if r["size"] in ref:
+            r["speedup_vs_numpy"] = ref[r["size"]] / r["median_s"]
+
+
+def crossover(result: dict, op: str) -> dict:
+    """Smallest size from which the GPU beats the fastest CPU backend at every larger size,
+    kernel only ("cuda") and with transfers ("cuda+transfer"); None where it never does or
+    where there is no GPU result."""
+    rows = [r for r in result["results"] if r["op"] == op]
+    sizes = sorted({r["size"] for r in rows})
+    best_cpu = {s: min((r["median_s"] for r in rows if r["size"] == s and r["backend"] in HOST),
+                       default=None) for s in sizes}
+    out = {}
+    for target in ("cuda", "cuda+transfer"):
+        t = {r["size"]: r["median_s"] for r in rows if r["backend"] == target}
+        wins = [s for s in sizes if s in t and best_cpu[s] is not None]
+        found = None
+        for s in reversed(wins):
+            if t[s] < best_cpu[s]:
+                found = s
+            else:
+                break
+        out[target] = found
+    return out
+
+
+def _load():
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def _machine() -> dict:
+    from . import __version__
+    from .sysinfo import cpu_model, last_level_cache_bytes
+
+    gpu = None
+    if backends.backend_unavailable_reason("cuda") is None:
+        if backends.cuda_simulator():
+            gpu = "Numba CUDA simulator"
+        else:
+            from numba import cuda
+
+            name = cuda.get_current_device().name
+            gpu = name.decode() if isinstance(name, bytes) else str(name)
+    torch = _torch()
+    return {"fusedops": __version__, "cpu": cpu_model(), "cores": os.cpu_count(),
+            "threads": backends.get_num_threads(), "load_average_1min": _load(),
+            "last_level_cache_bytes": last_level_cache_bytes(), "gpu": gpu,
+            "numpy": np.__version__, "torch": torch.__version__ if torch else None}
+
+
+# the report functions live beside this module to keep both short; re-exported here
+from ._profile_report import (CSV_FIELDS, check_settings, emit, format_size,  # noqa: E402
+                              format_tables, load_warning, write_csv)
