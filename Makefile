@@ -1,15 +1,18 @@
 # make test   - create .venv, install fusedops (building the C extension) and run the suite,
 #               then the CUDA tests again under Numba's simulator
 # make demo   - install and run the main job (fusedops demo)
-# make bench  - pytest-benchmark suites, results saved as JSON under .benchmarks/
+# make bench  - pytest-benchmark suites, results saved as JSON under .benchmarks/ (compare two
+#               runs with `make bench-compare`; FUSEDOPS_BENCH_SIZES=10000,1000000 for a quick run)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.fusedops-installed
 SOURCES := pyproject.toml setup.py $(wildcard csrc/*.c csrc/*.h csrc/*.py)
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: install test test-cpu test-cudasim bench info clean
+.PHONY: install test test-cpu test-cudasim demo bench bench-compare info clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +32,20 @@ test-cpu: $(STAMP)
 test-cudasim: $(STAMP)
 	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest tests -q -m cuda $(PYTEST_ARGS)
 
+demo: $(STAMP)
+	$(BIN)/fusedops demo $(DEMO_ARGS)
+
+# every run is saved as .benchmarks/<machine>/NNNN_<commit>.json; extra_info holds GB/s and
+# the fraction of the bandwidth probe
 bench: $(STAMP)
-	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-autosave $(PYTEST_ARGS)
+	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-autosave \
+		--benchmark-group-by=group --benchmark-columns=median,iqr,min,rounds $(PYTEST_ARGS) $(BENCH_ARGS)
+
+# the last two saved runs side by side (or: make bench-compare RUNS="0001 0003")
+RUNS ?=
+bench-compare: $(STAMP)
+	$(BIN)/pytest-benchmark compare $(if $(RUNS),$(RUNS),$$(ls .benchmarks/*/*.json | tail -2)) \
+		--group-by=group --columns=median,iqr,min
 
 info: $(STAMP)
 	$(BIN)/fusedops info
