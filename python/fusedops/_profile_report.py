@@ -112,7 +112,7 @@ def check_settings(ops, sizes, backend_list, dtype, features, *, plot=None, thre
                 f"has free ({_available_memory_bytes() / 2**30:.1f} GiB)")
     if plot:
         try:
-            import matplotlib  # noqa: F401
+            import matplotlib  # noqa: F401  (only whether it imports)
         except ImportError:
             return "--plot needs matplotlib (pip install matplotlib)"
     if threads:
