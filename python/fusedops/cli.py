@@ -105,10 +105,135 @@ def _profile_run(args):
     return profile.emit(result, json_path=args.json, csv_path=args.csv, plot_path=args.plot)
 
 
+def _set_threads(args):
+    """--threads for both CPU backends (and PyTorch when installed): a usage error if too many."""
+    from . import set_num_threads
+
+    try:
+        set_num_threads(args.threads)
+    except ValueError as exc:
+        args._parser.error(f"--threads: {exc}")
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(args.threads)
+
+
+def _demo_args(p):
+    p.add_argument("--out", default="fusedops-report", metavar="DIR",
+                   help="report folder for the figures and summary.json (default: %(default)s)")
+    p.add_argument("--backend", choices=("numpy", "numba", "c", "cuda"),
+                   help="backend the models train on (default: cuda with a GPU, else numba)")
+    p.add_argument("--quick", action="store_true", help="a few epochs and tiny sizes (a smoke test)")
+    p.add_argument("--seed", type=_nonnegative_int, default=0)
+    p.add_argument("--threads", type=_positive_int,
+                   help="threads of the CPU backends in the profile (default: all cores)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _demo_run(args):
+    from .backends import backend_unavailable_reason
+    from .demo import run_demo
+
+    if args.threads:
+        _set_threads(args)
+    if args.backend and backend_unavailable_reason(args.backend):
+        args._parser.error(f"backend {args.backend!r} is not available: "
+                           f"{backend_unavailable_reason(args.backend)}")
+    run_demo(args.out, quick=args.quick, backend=args.backend, seed=args.seed,
+             progress=not args.no_progress)
+    return 0
+
+
+def _noise(text):
+    kind, _, level = text.partition(":")
+    try:
+        value = float(level)
+    except ValueError:
+        value = -1.0
+    if kind not in ("gaussian", "masking") or not value >= 0 or (kind == "masking" and value >= 1):
+        raise argparse.ArgumentTypeError(f"expected gaussian:STD or masking:P (0 <= P < 1); "
+                                         f"got {text!r}")
+    return (kind, value)
+
+
+def _nonnegative_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        v = -1
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return v
+
+
+def _fraction(text):
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not 0 <= v < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1); got {text!r}")
+    return v
+
+
+def _nonnegative_float(text):
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0; got {text!r}")
+    return v
+
+
+def _train_args(p):
+    p.add_argument("--model", choices=("mlp", "autoencoder"), default="mlp")
+    p.add_argument("--data", default="digits", metavar="digits|FILE.npz",
+                   help="the bundled digits, or a .npz with X (and y; X_test / y_test optional)")
+    p.add_argument("--epochs", type=_positive_int, default=30)
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--optimizer", choices=("sgd", "adagrad", "rmsprop", "adam", "adamw"),
+                   default="adam")
+    p.add_argument("--lr", type=_nonnegative_float, help="learning rate (default: per optimizer)")
+    p.add_argument("--hidden", type=_list_of(_positive_int), metavar="N,...",
+                   help="hidden layer sizes (default: 256,128 for mlp, 128 for autoencoder)")
+    p.add_argument("--latent-dim", type=_positive_int, default=16, help="autoencoder code size")
+    p.add_argument("--dropout", type=_fraction, default=0.0)
+    p.add_argument("--batchnorm", action="store_true")
+    p.add_argument("--noise", type=_noise, metavar="gaussian:STD|masking:P",
+                   help="train a denoising autoencoder with this corruption")
+    p.add_argument("--l1", type=_nonnegative_float, default=0.0)
+    p.add_argument("--l2", type=_nonnegative_float, default=0.0)
+    p.add_argument("--validation-split", type=_fraction, default=0.1)
+    p.add_argument("--early-stopping", type=_nonnegative_int, metavar="PATIENCE")
+    p.add_argument("--backend", choices=("numpy", "numba", "c", "cuda"))
+    p.add_argument("--seed", type=_nonnegative_int, default=0)
+    p.add_argument("--threads", type=_positive_int, help="threads of the CPU backends")
+    p.add_argument("--save", metavar="FILE.npz", help="save the trained model (fusedops.nn.load)")
+    p.add_argument("--quiet", action="store_true", help="no line per epoch")
+
+
+def _train_run(args):
+    from .backends import BackendUnavailableError
+    from .train import train
+
+    if args.threads:
+        _set_threads(args)
+    try:
+        return train(args)
+    except (ValueError, TypeError, BackendUnavailableError) as exc:
+        args._parser.error(str(exc))
+
+
 COMMANDS = {
     "info": ("versions, machine, backends and measured memory bandwidth", _info_args, _info_run),
     "profile": ("time every fused op on every backend across sizes (CPU against GPU)",
                 _profile_args, _profile_run),
+    "demo": ("the main job: info, digits MLP, denoising autoencoder, L1/L2, optimizer paths, "
+             "a short profile; figures and summary.json in a report folder", _demo_args, _demo_run),
+    "train": ("train an MLP or autoencoder on digits or a .npz file", _train_args, _train_run),
 }
 
 

@@ -120,13 +120,13 @@ def learning_curves(history: dict, path, *, test_accuracy=None) -> str:
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper right" if tr == "loss" else "lower right")
     if has_acc:
         axes.flat[0].set_yscale("log")
         if test_accuracy is not None:
             axes.flat[1].axhline(test_accuracy, color="black", lw=0.8, alpha=0.6)
-            axes.flat[1].annotate(f"test accuracy {test_accuracy:.3f}", (0.5, test_accuracy),
-                                  xycoords=("axes fraction", "data"), va="bottom", fontsize=8)
+            axes.flat[1].annotate(f"test accuracy {test_accuracy:.3f}", (0.02, test_accuracy),
+                                  xycoords=("axes fraction", "data"), va="top", fontsize=8)
     fig.suptitle("Digits MLP (dropout + batch norm + Adam): learning curves", fontsize=11)
     fig.tight_layout()
     return _save(fig, path)
@@ -174,26 +174,37 @@ def latent_scatter(Z, y, path, *, title: str) -> str:
     return _save(fig, path)
 
 
-def weight_histograms(weights: dict, path, *, threshold: float, bins: int = 80) -> str:
-    """First-layer weight distributions per regularizer, on a shared axis, with the share of
-    weights whose magnitude is below `threshold`."""
+def weight_histograms(weights: dict, path, *, threshold: float, bins: int = 70) -> str:
+    """First-layer weights per regularizer: their distribution (left) and the distribution of
+    log10|w| (right), where weights driven to zero show up as a separate mode far left."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 4.2))
-    allw = np.concatenate([np.ravel(w) for w in weights.values()])
-    lim = float(np.quantile(np.abs(allw), 0.995)) or 1.0
-    edges = np.linspace(-lim, lim, bins + 1)
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
     colors = {"L1": "#d62728", "L2": "#1f77b4"}
+    allw = np.concatenate([np.ravel(w) for w in weights.values()])
+    lim = float(np.abs(allw).max()) or 1.0
+    edges = np.linspace(-lim, lim, bins + 1)
+    mags = np.log10(np.maximum(np.abs(allw), 1e-12))
+    log_edges = np.linspace(max(mags.min(), -12), mags.max(), bins + 1)
     for name, w in weights.items():
         w = np.ravel(w)
         near = float(np.mean(np.abs(w) < threshold))
-        ax.hist(np.clip(w, -lim, lim), bins=edges, histtype="stepfilled", alpha=0.45,
-                color=colors.get(name), label=f"{name}: {100 * near:.1f}% of |w| < {threshold:g}")
+        style = dict(histtype="stepfilled", alpha=0.45, color=colors.get(name))
+        ax.hist(w, bins=edges, label=f"{name}: {100 * near:.1f}% of |w| < {threshold:g}", **style)
+        ax2.hist(np.log10(np.maximum(np.abs(w), 1e-12)), bins=log_edges, label=name, **style)
     ax.set_yscale("log")
     ax.set_xlabel("first-layer weight")
     ax.set_ylabel("count (log)")
     ax.legend(fontsize=9)
     ax.grid(alpha=0.3)
-    ax.set_title("L1 (lasso) drives weights to zero; L2 (ridge) only shrinks them", fontsize=10)
+    ax2.axvline(np.log10(threshold), color="black", ls="--", lw=1)
+    ax2.annotate(f"|w| = {threshold:g}", (np.log10(threshold), 0.95), ha="right", va="top",
+                 xycoords=("data", "axes fraction"), fontsize=8)
+    ax2.set_xlabel("log10 |w|")
+    ax2.set_ylabel("count")
+    ax2.legend(fontsize=9)
+    ax2.grid(alpha=0.3)
+    fig.suptitle("Digits MLP first-layer weights: L1 (lasso) drives many to zero, L2 (ridge) "
+                 "only shrinks them", fontsize=11)
     fig.tight_layout()
     return _save(fig, path)
 

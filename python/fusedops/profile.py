@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import statistics
+from importlib import metadata
 import sys
 import time
 
@@ -146,7 +147,7 @@ def _probe_figures(probe, targets) -> dict:
 
 
 def _progress(total, enabled):
-    if not enabled:
+    if not enabled or not sys.stderr.isatty():  # no bar in logs and CI
         return None
     try:
         from tqdm import tqdm
@@ -290,11 +291,14 @@ def _machine() -> dict:
 
             name = cuda.get_current_device().name
             gpu = name.decode() if isinstance(name, bytes) else str(name)
-    torch = _torch()
+    try:  # the version without importing torch (slow, and only a peer)
+        torch_version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        torch_version = None
     return {"fusedops": __version__, "cpu": cpu_model(), "cores": os.cpu_count(),
             "threads": backends.get_num_threads(), "load_average_1min": _load(),
             "last_level_cache_bytes": last_level_cache_bytes(), "gpu": gpu,
-            "numpy": np.__version__, "torch": torch.__version__ if torch else None}
+            "numpy": np.__version__, "torch": torch_version}
 
 
 # the report functions live beside this module to keep both short; re-exported here
