@@ -174,7 +174,7 @@ def latent_scatter(Z, y, path, *, title: str) -> str:
     return _save(fig, path)
 
 
-def weight_histograms(weights: dict, path, *, threshold: float, bins: int = 70) -> str:
+def weight_histograms(weights: dict, path, *, threshold: float, bins: int = 70, note: str = "") -> str:
     """First-layer weights per regularizer: their distribution (left) and the distribution of
     log10|w| (right), where weights driven to zero show up as a separate mode far left."""
     plt = _plt()
@@ -204,7 +204,7 @@ def weight_histograms(weights: dict, path, *, threshold: float, bins: int = 70) 
     ax2.legend(fontsize=9)
     ax2.grid(alpha=0.3)
     fig.suptitle("Digits MLP first-layer weights: L1 (lasso) drives many to zero, L2 (ridge) "
-                 "only shrinks them", fontsize=11)
+                 "only shrinks them" + (f"\n{note}" if note else ""), fontsize=11)
     fig.tight_layout()
     return _save(fig, path)
 
