@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import os
 import statistics
-from importlib import metadata
 import sys
 import time
+from importlib import metadata
 
 import numpy as np
 
