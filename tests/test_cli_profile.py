@@ -92,6 +92,8 @@ def test_float64_counts_eight_byte_elements(tmp_path):
     (["--repeat", "0"], "positive integer"),
     (["--dtype", "float16"], "invalid choice"),
     (["--ops", ""], "comma-separated"),
+    (["--json", "/no/such/folder/p.json"], "no such folder"),
+    (["--plot", "/no/such/folder/p.png"], "no such folder"),
 ])
 def test_bad_arguments_are_usage_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import numpy as np
@@ -86,8 +87,12 @@ def write_csv(result: dict, path) -> None:
             w.writerow({k: ("" if r.get(k) is None else r[k]) for k in CSV_FIELDS})
 
 
-def check_settings(ops, sizes, backend_list, dtype, features, *, plot=None, threads=None):
+def check_settings(ops, sizes, backend_list, dtype, features, *, plot=None, threads=None,
+                   outputs=()):
     """Validate the CLI's choices; returns the resolved settings dict, or a usage-error message."""
+    for path in (*outputs, plot):
+        if path and path != "-" and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            return f"cannot write {path}: no such folder"
     ops = ops or available_ops()
     for op in ops:
         if op not in OPS:

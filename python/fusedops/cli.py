@@ -90,7 +90,8 @@ def _profile_run(args):
     from . import profile
 
     settings = profile.check_settings(args.ops, args.sizes, args.backends, args.dtype,
-                                      args.features, plot=args.plot, threads=args.threads)
+                                      args.features, plot=args.plot, threads=args.threads,
+                                      outputs=(args.json, args.csv))
     if isinstance(settings, str):
         args._parser.error(settings)
     to_stdout = args.json == "-"
