@@ -6,6 +6,7 @@ exit code. Bad arguments give argparse's usage error (exit 2), not a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 
@@ -137,6 +138,11 @@ def _demo_run(args):
     from .backends import backend_unavailable_reason
     from .demo import run_demo
 
+    missing = [name for name, mod in (("scikit-learn", "sklearn"), ("matplotlib", "matplotlib"))
+               if importlib.util.find_spec(mod) is None]
+    if missing:
+        args._parser.error(f"the demo needs {' and '.join(missing)}: pip install "
+                           "'fusedops[data,plot]'")
     if args.threads:
         _set_threads(args)
     if args.backend and backend_unavailable_reason(args.backend):
