@@ -23,7 +23,7 @@ from importlib import metadata
 
 import numpy as np
 
-from . import backends
+from . import backends as _be
 from ._profile_ops import OPS, available_ops, host_arrays, torch_peer
 
 __all__ = ["OPS", "PEERS", "DEFAULT_SIZES", "available_ops", "available_backends", "run_profile",
@@ -45,8 +45,8 @@ def _torch():
 
 def backend_unavailable_reason(name: str) -> str | None:
     """Why profiling target `name` (a fusedops backend or a PyTorch peer) cannot run here."""
-    if name in backends.BACKENDS:
-        return backends.backend_unavailable_reason(name)
+    if name in _be.BACKENDS:
+        return _be.backend_unavailable_reason(name)
     if name not in PEERS:
         raise ValueError(f"unknown backend {name!r}")
     torch = _torch()
@@ -60,8 +60,8 @@ def backend_unavailable_reason(name: str) -> str | None:
 def available_backends() -> list[str]:
     """Default targets: every available backend and peer; CUDA only on a real GPU (the
     simulator's timings mean nothing, but it can be named explicitly to test the code path)."""
-    out = [b for b in backends.BACKENDS + PEERS if backend_unavailable_reason(b) is None]
-    if backends.cuda_simulator() and "cuda" in out:
+    out = [b for b in _be.BACKENDS + PEERS if backend_unavailable_reason(b) is None]
+    if _be.cuda_simulator() and "cuda" in out:
         out.remove("cuda")
     return out
 
@@ -139,9 +139,9 @@ def _probe_figures(probe, targets) -> dict:
     from .sysinfo import probe as measure
 
     out = {}
-    cpu = [b for b in ("numba", "c") if backends.backend_unavailable_reason(b) is None] or ["numpy"]
+    cpu = [b for b in ("numba", "c") if _be.backend_unavailable_reason(b) is None] or ["numpy"]
     out["cpu"] = max(measure(b, "copy") for b in cpu)
-    if any(t.startswith("cuda") or t == "torch-cuda" for t in targets) and not backends.cuda_simulator():
+    if any(t.startswith("cuda") or t == "torch-cuda" for t in targets) and not _be.cuda_simulator():
         out["gpu"] = measure("cuda", "copy")
     return out
 
@@ -177,15 +177,15 @@ class _PlainProgress:
         sys.stderr.flush()
 
 
-def run_profile(ops=None, sizes=DEFAULT_SIZES, backends_=None, *, dtype="float32", repeat: int = 5,
+def run_profile(ops=None, sizes=DEFAULT_SIZES, backends=None, *, dtype="float32", repeat: int = 5,
                 features: int = 256, probe=True, progress: bool = True, on_op_done=None,
                 min_sample_s: float = 0.02) -> dict:
-    """Profile `ops` (names in OPS) at `sizes` (elements) on `backends_` (fusedops backends and
+    """Profile `ops` (names in OPS) at `sizes` (elements) on `backends` (fusedops backends and
     peers). `probe`: True measures the copy probe, False skips it, or a dict {"cpu": GB/s,
     "gpu": GB/s} supplies it. `on_op_done(result, op)` is called after each op (to print its
     table while the rest runs). Returns a JSON-ready dict (see CSV_FIELDS for a result row)."""
     ops = list(ops or available_ops())
-    backend_list = list(backends_ or available_backends())
+    backend_list = list(backends or available_backends())
     dtype = np.dtype(dtype)
     targets = _targets(backend_list)
     result = {"settings": {"ops": ops, "sizes": [int(s) for s in sizes], "backends": backend_list,
@@ -283,8 +283,8 @@ def _machine() -> dict:
     from .sysinfo import cpu_model, last_level_cache_bytes
 
     gpu = None
-    if backends.backend_unavailable_reason("cuda") is None:
-        if backends.cuda_simulator():
+    if _be.backend_unavailable_reason("cuda") is None:
+        if _be.cuda_simulator():
             gpu = "Numba CUDA simulator"
         else:
             from numba import cuda
@@ -296,7 +296,7 @@ def _machine() -> dict:
     except metadata.PackageNotFoundError:
         torch_version = None
     return {"fusedops": __version__, "cpu": cpu_model(), "cores": os.cpu_count(),
-            "threads": backends.get_num_threads(), "load_average_1min": _load(),
+            "threads": _be.get_num_threads(), "load_average_1min": _load(),
             "last_level_cache_bytes": last_level_cache_bytes(), "gpu": gpu,
             "numpy": np.__version__, "torch": torch_version}
 
