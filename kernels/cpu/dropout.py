@@ -1,0 +1,120 @@
+"""Dropout with the counter-based mask of DESIGN.md for the Numba CPU backend.
+
+Chunks of CHUNK elements (a multiple of 8: no two threads share a mask byte) run in parallel;
+each chunk's keep bits live in a small per-chunk buffer, never a full-size random array, so one
+pass generates, compares, scales and writes y and the packed mask. The result is independent
+of the thread count. y = x * keep / divisor is written as a select (x or x*0) so it rounds,
+and propagates NaN and signed zeros, exactly as NumPy's x * keep / divisor.
+"""
+import numpy as np
+from numba import njit, prange
+
+from .philox import LO, S32, philox4x32_10
+
+CHUNK = 1024  # elements per chunk: 256 Philox blocks, 128 mask bytes
+PACK = np.uint64(0x0102040810204080)  # gathers 8 little-endian 0/1 bytes into the top byte
+SPREAD = np.uint64(0x0101010101010101)
+LANE_BITS = np.uint64(0x8040201008040201)
+CARRY = np.uint64(0x7F7F7F7F7F7F7F7F)
+S56, S7 = np.uint64(56), np.uint64(7)
+
+
+@njit(cache=True, inline="always")
+def _chunk_keep(keep, e0, m, k0, k1, o0, o1, t32, allk):
+    """keep[0 .. m) (uint8 0/1) for elements e0 .. e0+m; keep[m .. ceil8(m)) = 0."""
+    b0 = e0 // 4
+    for j in range((m + 3) // 4):
+        b = np.uint64(b0 + j)
+        w0, w1, w2, w3 = philox4x32_10(b & LO, b >> S32, o0, o1, k0, k1)
+        keep[4 * j] = (w0 >= t32) & allk
+        keep[4 * j + 1] = (w1 >= t32) & allk
+        keep[4 * j + 2] = (w2 >= t32) & allk
+        keep[4 * j + 3] = (w3 >= t32) & allk
+    for e in range(m, (m + 7) // 8 * 8):
+        keep[e] = 0
+
+
+@njit(cache=True, inline="always")
+def _pack(mask, k0, keep64, nb):
+    """mask[k0 .. k0+nb) <- keep bytes packed: byte i of each uint64 moves 56-7i bits up."""
+    for k in range(nb):
+        mask[k0 + k] = np.uint8((keep64[k] * PACK) >> S56)
+
+
+@njit(cache=True, inline="always")
+def _scale(y, x, e0, keep, m, divisor):
+    zero = divisor - divisor
+    for e in range(m):
+        v = x[e0 + e]
+        y[e0 + e] = (v if keep[e] else v * zero) / divisor
+
+
+@njit(parallel=True, cache=True)
+def _forward_kernel(y, mask, x, k0, k1, o0, o1, t32, allk, divisor):
+    n = x.size
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        e0 = c * CHUNK
+        m = min(CHUNK, n - e0)
+        keep64 = np.empty(CHUNK // 8, np.uint64)
+        keep = keep64.view(np.uint8)
+        _chunk_keep(keep, e0, m, k0, k1, o0, o1, t32, allk)
+        _scale(y, x, e0, keep, m, divisor)
+        if mask is not None:
+            _pack(mask, e0 // 8, keep64, (m + 7) // 8)
+
+
+@njit(parallel=True, cache=True)
+def _mask_kernel(mask, n, k0, k1, o0, o1, t32, allk):
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        e0 = c * CHUNK
+        m = min(CHUNK, n - e0)
+        keep64 = np.empty(CHUNK // 8, np.uint64)
+        _chunk_keep(keep64.view(np.uint8), e0, m, k0, k1, o0, o1, t32, allk)
+        _pack(mask, e0 // 8, keep64, (m + 7) // 8)
+
+
+@njit(parallel=True, cache=True)
+def _backward_kernel(dx, dy, mask, divisor):
+    n = dy.size
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        e0 = c * CHUNK
+        m = min(CHUNK, n - e0)
+        keep64 = np.empty(CHUNK // 8, np.uint64)
+        for k in range((m + 7) // 8):  # byte -> 8 lanes, bit i kept in lane i, carried to 0/1
+            v = (np.uint64(mask[e0 // 8 + k]) * SPREAD) & LANE_BITS
+            keep64[k] = ((v + CARRY) >> S7) & SPREAD
+        _scale(dx, dy, e0, keep64.view(np.uint8), m, divisor)
+
+
+@njit(parallel=True, cache=True)
+def _scale_kernel(y, x, s):
+    for i in prange(x.size):
+        y[i] = s * x[i]
+
+
+def _words(seed, offset, threshold):
+    """Key and counter halves as uint64, and the threshold split into a 32-bit compare value and
+    a flag that is 0 when threshold = 2^32 (p = 1: nothing is >= it)."""
+    s, o, t = int(seed), int(offset), int(threshold)
+    return (np.uint64(s & 0xFFFFFFFF), np.uint64(s >> 32), np.uint64(o & 0xFFFFFFFF),
+            np.uint64(o >> 32), np.uint64(min(t, 0xFFFFFFFF)), t <= 0xFFFFFFFF)
+
+
+def dropout_forward(y, mask, x, seed, offset, threshold, divisor):
+    """y (n,) = x (n,) * keep / divisor; mask (ceil(n/8),) uint8 or None <- packed keep."""
+    _forward_kernel(y, mask, x, *_words(seed, offset, threshold), x.dtype.type(divisor))
+
+
+def dropout_mask(mask, n, seed, offset, threshold):
+    """mask (ceil(n/8),) uint8 <- packed keep bits of n elements."""
+    _mask_kernel(mask, int(n), *_words(seed, offset, threshold))
+
+
+def dropout_backward(dx, dy, mask, divisor):
+    """dx (n,) = dy (n,) * keep / divisor, keep unpacked from mask (ceil(n/8),) uint8."""
+    _backward_kernel(dx, dy, mask, dy.dtype.type(divisor))
+
+
+def dropout_scale(y, x, scale):
+    """y (n,) = scale * x (n,): eval mode."""
+    _scale_kernel(y, x, x.dtype.type(scale))
