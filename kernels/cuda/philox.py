@@ -1,8 +1,8 @@
 """Philox4x32-10 as a CUDA device function (Salmon et al., SC'11; Random123's philox.h).
 
-Words are carried in uint64 holding 32-bit values: the product of two zero-extended 32-bit
-values compiles to one mul.wide.u32 (hi and lo halves at once), the same work as umulhi +
-mul.lo, and it runs unchanged under the simulator.
+Words are carried in uint64 holding 32-bit values, as in the CPU kernels: the same code runs
+under the simulator (which has no umulhi), and on the GPU each 32x32 -> 64-bit product is one
+IMAD.WIDE.U32, the same work as umulhi + mul.lo.
 """
 import numpy as np
 from numba import cuda
@@ -22,8 +22,10 @@ ROUNDS = 10
 def philox4x32_10(c0, c1, c2, c3, k0, k1):
     """The four random words (uint64 < 2^32) of counter (c0..c3) under key (k0, k1)."""
     for _ in range(ROUNDS):
-        p0 = M0 * c0
-        p1 = M1 * c2
+        # The masks show ptxas that both factors fit 32 bits: each product becomes one
+        # IMAD.WIDE.U32 (hi and lo at once; checked in the sm_90 SASS), not a 64-bit multiply.
+        p0 = M0 * (c0 & LO)
+        p1 = M1 * (c2 & LO)
         c0, c1, c2, c3 = (p1 >> S32) ^ c1 ^ k0, p1 & LO, (p0 >> S32) ^ c3 ^ k1, p0 & LO
         k0 = (k0 + W0) & LO  # the bump after the last round is unused
         k1 = (k1 + W1) & LO
