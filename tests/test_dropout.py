@@ -9,7 +9,7 @@ from test_philox import philox_scalar
 from fusedops import backends, ops
 
 PS = [0.0, 0.1, 0.5, 0.9, 1.0]
-SIZES = [0, 1, 3, 4, 5, 8, 9, 1023, 4097]
+SIZES = [0, 1, 3, 4, 5, 8, 9, 1023, 4097, 70_001]  # the last runs the CPU kernels in parallel
 # (seed, offset) pairs, including high 32 bits set in either or both
 KEYS = [(0, 0), (1234, 5), ((1 << 63) + 17, 3), (99, (1 << 40) + 1), ((1 << 64) - 1, (1 << 64) - 1)]
 

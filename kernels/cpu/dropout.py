@@ -96,6 +96,17 @@ def _scale_kernel(y, x, s):
         y[i] = s * x[i]
 
 
+# Below PARALLEL_MIN elements the same kernels run compiled without parallel=True (prange is
+# then range): waking the thread pool costs more than it saves, and far more on a busy machine.
+PARALLEL_MIN = 32768
+_serial = {k: njit(cache=True)(k.py_func) for k in (_forward_kernel, _mask_kernel, _backward_kernel,
+                                                     _scale_kernel)}
+
+
+def _pick(kernel, n):
+    return kernel if n >= PARALLEL_MIN else _serial[kernel]
+
+
 def _words(seed, offset, threshold):
     """Key and counter halves as uint64, and the threshold split into a 32-bit compare value and
     a flag that is 0 when threshold = 2^32 (p = 1: nothing is >= it)."""
@@ -106,19 +117,19 @@ def _words(seed, offset, threshold):
 
 def dropout_forward(y, mask, x, seed, offset, threshold, divisor):
     """y (n,) = x (n,) * keep / divisor; mask (ceil(n/8),) uint8 or None <- packed keep."""
-    _forward_kernel(y, mask, x, *_words(seed, offset, threshold), x.dtype.type(divisor))
+    _pick(_forward_kernel, x.size)(y, mask, x, *_words(seed, offset, threshold), x.dtype.type(divisor))
 
 
 def dropout_mask(mask, n, seed, offset, threshold):
     """mask (ceil(n/8),) uint8 <- packed keep bits of n elements."""
-    _mask_kernel(mask, int(n), *_words(seed, offset, threshold))
+    _pick(_mask_kernel, n)(mask, int(n), *_words(seed, offset, threshold))
 
 
 def dropout_backward(dx, dy, mask, divisor):
     """dx (n,) = dy (n,) * keep / divisor, keep unpacked from mask (ceil(n/8),) uint8."""
-    _backward_kernel(dx, dy, mask, dy.dtype.type(divisor))
+    _pick(_backward_kernel, dy.size)(dx, dy, mask, dy.dtype.type(divisor))
 
 
 def dropout_scale(y, x, scale):
     """y (n,) = scale * x (n,): eval mode."""
-    _scale_kernel(y, x, x.dtype.type(scale))
+    _pick(_scale_kernel, x.size)(y, x, x.dtype.type(scale))

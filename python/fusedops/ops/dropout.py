@@ -8,6 +8,8 @@ Use a fresh (seed, offset) pair per call, e.g. a fixed seed and a step counter a
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .._dispatch import launch
@@ -102,7 +104,7 @@ def dropout_forward(x, p, *, seed, offset=0, mode="inverted", training=True, out
         scale = 1.0 if mode == "inverted" else 1.0 - p
         launch(be, "dropout", "dropout_scale", (y, x), writes=(0,), scalars=(scale,))
         return y, None
-    n = int(np.prod(info.shape, dtype=np.int64))
+    n = math.prod(info.shape)
     mask = _empty(x, (_mask_len(n),), np.uint8) if return_mask else None
     launch(be, "dropout", "dropout_forward", (y, mask, x), writes=(0, 1), sizes=(n,),
            scalars=(seed, offset, _threshold(p), _divisor(p, mode)))
@@ -120,7 +122,7 @@ def dropout_backward(dy, *, p, mask=None, seed=None, offset=0, mode="inverted", 
     info = check_array("dy", dy)
     p = check_real("p", p, lo=0.0, hi=1.0)
     mode = _check_mode(mode)
-    n = int(np.prod(info.shape, dtype=np.int64))
+    n = math.prod(info.shape)
     if (mask is None) == (seed is None):
         raise ValueError("pass either mask (from dropout_forward) or seed (and offset) to "
                          "regenerate it, not both and not neither")
@@ -163,7 +165,7 @@ def dropout_mask(shape, p, *, seed, offset=0, backend=None) -> np.ndarray:
     be = resolve_backend(backend)
     p = check_real("p", p, lo=0.0, hi=1.0)
     seed, offset = _check_seed("seed", seed), _check_seed("offset", offset)
-    n = int(np.prod(shape, dtype=np.int64))
+    n = math.prod(shape)
     mask = np.empty(_mask_len(n), np.uint8)
     launch(be, "dropout", "dropout_mask", (mask,), writes=(0,), sizes=(),
            scalars=(n, seed, offset, _threshold(p)))
@@ -173,7 +175,7 @@ def dropout_mask(shape, p, *, seed, offset=0, backend=None) -> np.ndarray:
 def unpack_mask(mask, shape) -> np.ndarray:
     """The packed mask as a bool array of `shape` (True = kept), on the host, for inspection."""
     shape = _check_shape(shape)
-    n = int(np.prod(shape, dtype=np.int64))
+    n = math.prod(shape)
     info = check_array("mask", mask, dtype=np.uint8, ndim=1)
     if info.shape[0] != _mask_len(n):
         raise ValueError(f"mask must have ceil(prod(shape) / 8) = {_mask_len(n)} bytes for shape "
