@@ -41,7 +41,8 @@ def test_reference_mask_matches_scalar_contract(p):
 def test_masks_identical_on_every_backend(kernel_backend, p):
     for n in sizes_for(kernel_backend, SIZES):
         x = _x(n, np.float32, n)
-        for seed, offset in KEYS[1:] if kernel_backend == "cuda" and SIM else KEYS:
+        # the simulator is slow: one ordinary pair and the one with both high halves set
+        for seed, offset in [KEYS[1], KEYS[4]] if kernel_backend == "cuda" and SIM else KEYS:
             y_ref, m_ref = ops.dropout_forward(x, p, seed=seed, offset=offset, backend="numpy")
             y, m = ops.dropout_forward(x, p, seed=seed, offset=offset, backend=kernel_backend)
             assert m.dtype == np.uint8 and m.shape == ((n + 7) // 8,)
@@ -112,7 +113,7 @@ def test_out_and_return_mask(backend, dtype):
 @pytest.mark.parametrize("mode", ["inverted", "classic"])
 @pytest.mark.parametrize("p", [0.0, 0.35, 1.0])
 def test_backward_mask_equals_regenerated_equals_formula(backend, dtype, mode, p):
-    n = 3001
+    n = 777 if backend == "cuda" and SIM else 3001
     x, dy = _x(n, dtype, 7), _x(n, dtype, 8)
     _, m = ops.dropout_forward(x, p, seed=(1 << 50) + 3, offset=(1 << 33) + 4, mode=mode, backend=backend)
     dx_mask = ops.dropout_backward(dy, p=p, mask=m, mode=mode, backend=backend)

@@ -1,19 +1,21 @@
 """Dropout with the counter-based mask of DESIGN.md for the CUDA backend.
 
-One thread per mask byte (8 elements, two Philox blocks) in a grid-stride loop: every byte has
-exactly one writer, so there are no races on mask bits and the tail byte is handled by the
-thread that owns it. The result does not depend on the grid or block size. y = x * keep /
-divisor is written as a select (x or x*0) so it rounds exactly as NumPy's x * keep / divisor.
+Forward works in tiles of 8 * blockDim elements, grid-stride over tiles. Phase 1: thread t
+makes the mask byte of elements 8t .. 8t+7 of the tile (two Philox blocks), writes it to
+global memory (consecutive threads, consecutive bytes) and to shared memory. Phase 2: thread t
+scales elements t, t + blockDim, ... reading its bit from shared memory, so every load and
+store of x and y is coalesced (a thread-per-byte loop would make each warp access touch 32
+sectors, 8x the L1 / L2 transactions). Every mask byte has one writer and the result does not
+depend on the grid or block size. y = x * keep / divisor is written as a select (x or x*0) so
+it rounds exactly as NumPy's x * keep / divisor.
 """
 import numpy as np
-from numba import cuda
+from numba import cuda, uint8
 
 from .launch import grid_for
 from .philox import LO, S32, philox4x32_10
 
-SPREAD = np.uint64(0x0101010101010101)
-
-
+MAX_THREADS = 1024  # shared bytes per block: one mask byte per thread of the largest block
 @cuda.jit(device=True, inline=True)
 def _keep_byte(k, n, k0, k1, o0, o1, t32, allk):
     """Packed keep bits of elements 8k .. 8k+7 (bits past n are 0)."""
@@ -30,29 +32,37 @@ def _keep_byte(k, n, k0, k1, o0, o1, t32, allk):
 
 
 @cuda.jit(device=True, inline=True)
-def _scale_byte(y, x, k, n, byte, divisor):
+def _keep(byte, b):
+    return (byte >> b) & 1
+
+
+@cuda.jit(device=True, inline=True)
+def _tile(y, mask, x, smask, tile, k0, k1, o0, o1, t32, allk, divisor):
+    """One tile: mask bytes to smask (and mask unless it is None), then y, coalesced."""
+    t, tpb, n = cuda.threadIdx.x, cuda.blockDim.x, x.size
+    k = tile * tpb + t
+    if k < (n + 7) // 8:
+        byte = _keep_byte(k, n, k0, k1, o0, o1, t32, allk)
+        smask[t] = byte
+        if mask is not None:
+            mask[k] = byte
+    cuda.syncthreads()
     zero = divisor - divisor
-    for b in range(min(8, n - 8 * k)):
-        v = x[8 * k + b]
-        y[8 * k + b] = (v if (byte >> b) & 1 else v * zero) / divisor
+    for r in range(8):
+        local = r * tpb + t
+        e = tile * tpb * 8 + local
+        if e < n:
+            v = x[e]
+            y[e] = (v if _keep(smask[local >> 3], local & 7) else v * zero) / divisor
+    cuda.syncthreads()  # smask is rewritten by the next tile
 
 
 @cuda.jit
 def _forward_kernel(y, mask, x, k0, k1, o0, o1, t32, allk, divisor):
-    start, stride = cuda.grid(1), cuda.gridsize(1)
-    n = x.size
-    for k in range(start, (n + 7) // 8, stride):
-        byte = _keep_byte(k, n, k0, k1, o0, o1, t32, allk)
-        _scale_byte(y, x, k, n, byte, divisor)
-        mask[k] = np.uint8(byte)
-
-
-@cuda.jit
-def _forward_nomask_kernel(y, x, k0, k1, o0, o1, t32, allk, divisor):
-    start, stride = cuda.grid(1), cuda.gridsize(1)
-    n = x.size
-    for k in range(start, (n + 7) // 8, stride):
-        _scale_byte(y, x, k, n, _keep_byte(k, n, k0, k1, o0, o1, t32, allk), divisor)
+    smask = cuda.shared.array(MAX_THREADS, uint8)
+    ntiles = ((x.size + 7) // 8 + cuda.blockDim.x - 1) // cuda.blockDim.x
+    for tile in range(cuda.blockIdx.x, ntiles, cuda.gridDim.x):  # uniform per block: syncthreads
+        _tile(y, mask, x, smask, tile, k0, k1, o0, o1, t32, allk, divisor)
 
 
 @cuda.jit
@@ -65,9 +75,10 @@ def _mask_kernel(mask, n, k0, k1, o0, o1, t32, allk):
 @cuda.jit
 def _backward_kernel(dx, dy, mask, divisor):
     start, stride = cuda.grid(1), cuda.gridsize(1)
-    n = dy.size
-    for k in range(start, (n + 7) // 8, stride):
-        _scale_byte(dx, dy, k, n, mask[k], divisor)
+    zero = divisor - divisor
+    for e in range(start, dy.size, stride):  # one element per thread: coalesced
+        v = dy[e]
+        dx[e] = (v if _keep(mask[e >> 3], e & 7) else v * zero) / divisor
 
 
 @cuda.jit
@@ -93,11 +104,10 @@ def dropout_forward(y, mask, x, seed, offset, threshold, divisor, *, threads_per
     """y (n,) = x (n,) * keep / divisor; mask (ceil(n/8),) uint8 or None; device arrays."""
     if x.size == 0:
         return
+    if threads_per_block > MAX_THREADS:
+        raise ValueError(f"threads_per_block must be <= {MAX_THREADS}; got {threads_per_block}")
     words, d = _words(seed, offset, threshold), x.dtype.type(divisor)
-    if mask is None:
-        _forward_nomask_kernel[_grid(x.size, threads_per_block)](y, x, *words, d)
-    else:
-        _forward_kernel[_grid(x.size, threads_per_block)](y, mask, x, *words, d)
+    _forward_kernel[_grid(x.size, threads_per_block)](y, mask, x, *words, d)
 
 
 def dropout_mask(mask, n, seed, offset, threshold, *, threads_per_block):
@@ -109,7 +119,8 @@ def dropout_mask(mask, n, seed, offset, threshold, *, threads_per_block):
 def dropout_backward(dx, dy, mask, divisor, *, threads_per_block):
     """dx (n,) = dy (n,) * keep / divisor, keep unpacked from mask (ceil(n/8),); device arrays."""
     if dy.size:
-        _backward_kernel[_grid(dy.size, threads_per_block)](dx, dy, mask, dy.dtype.type(divisor))
+        grid = grid_for(dy.size, threads_per_block)
+        _backward_kernel[grid, threads_per_block](dx, dy, mask, dy.dtype.type(divisor))
 
 
 def dropout_scale(y, x, scale, *, threads_per_block):
