@@ -47,13 +47,49 @@ static inline void pack_bits(uint8_t *restrict mask, uint8_t *restrict keep, int
     }
 }
 
+#if defined(FO_PHILOX_AVX512) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__BMI2__)
+/* keep[0 .. 4*j) for blocks blk0 .. blk0+j, 16 blocks (64 elements) per step; returns j, the
+ * blocks done (the rest go through the portable path). Word w of lane l is element 4l + w:
+ * pdep spreads each word's 8-bit compare mask to bits w, w+4, ... of a 32-bit mask. */
+static inline int keep_fill_x16(uint8_t *restrict keep, int64_t blk0, int nblk, uint32_t k0,
+                               uint32_t k1, uint32_t o0, uint32_t o1, uint32_t t32,
+                               uint32_t all) {
+    const __m512i lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512i lo = _mm512_set1_epi64(0xFFFFFFFF), t = _mm512_set1_epi64(t32);
+    const uint32_t spread[4] = {0x11111111u, 0x22222222u, 0x44444444u, 0x88888888u};
+    int j = 0;
+    for (; j + 16 <= nblk; j += 16) {
+        __m512i b = _mm512_add_epi64(_mm512_set1_epi64(blk0 + j), lane);
+        __m512i bb = _mm512_add_epi64(b, _mm512_set1_epi64(8));
+        __m512i c[8] = {b, _mm512_srli_epi64(b, 32), _mm512_set1_epi64(o0), _mm512_set1_epi64(o1),
+                        bb, _mm512_srli_epi64(bb, 32), _mm512_set1_epi64(o0), _mm512_set1_epi64(o1)};
+        fo_philox4x32_10_x16(c, k0, k1);
+        for (int g = 0; g < 2; g++) {
+            uint32_t bits = 0;
+            for (int w = 0; w < 4; w++)
+                bits |= _pdep_u32(_mm512_cmpge_epu64_mask(_mm512_and_si512(c[4 * g + w], lo), t),
+                                  spread[w]);
+            __m256i v = _mm256_and_si256(_mm256_movm_epi8(bits & all), _mm256_set1_epi8(1));
+            _mm256_storeu_si256((__m256i *)(keep + 4 * j + 32 * g), v);
+        }
+    }
+    return j;
+}
+#endif
+
 static inline void chunk_keep(uint8_t *restrict keep, int64_t e0, int m, uint64_t seed,
                               uint64_t offset, uint64_t threshold) {
     uint32_t u[FO_CHUNK];
-    philox_fill(u, e0 / 4, (m + 3) / 4, (uint32_t)seed, (uint32_t)(seed >> 32),
-                (uint32_t)offset, (uint32_t)(offset >> 32));
+    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+    uint32_t o0 = (uint32_t)offset, o1 = (uint32_t)(offset >> 32);
     uint32_t t32 = threshold > UINT32_MAX ? UINT32_MAX : (uint32_t)threshold;
-    keep_bits(keep, u, m, t32, (uint8_t)(threshold <= UINT32_MAX));
+    int nblk = (m + 3) / 4, done = 0;
+#if defined(FO_PHILOX_AVX512) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__BMI2__)
+    done = keep_fill_x16(keep, e0 / 4, nblk, k0, k1, o0, o1, t32,
+                        threshold <= UINT32_MAX ? UINT32_MAX : 0);
+#endif
+    philox_fill(u, e0 / 4 + done, nblk - done, k0, k1, o0, o1);
+    keep_bits(keep + 4 * done, u, m - 4 * done, t32, (uint8_t)(threshold <= UINT32_MAX));
 }
 
 /* keep[0 .. 8*nb) <- mask[0 .. nb) unpacked: the byte copied into all 8 lanes of a uint64,
