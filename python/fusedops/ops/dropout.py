@@ -180,6 +180,13 @@ def unpack_mask(mask, shape) -> np.ndarray:
     if info.shape[0] != _mask_len(n):
         raise ValueError(f"mask must have ceil(prod(shape) / 8) = {_mask_len(n)} bytes for shape "
                          f"{shape}; got {info.shape[0]}")
-    host = mask.copy_to_host() if hasattr(mask, "copy_to_host") else np.asarray(mask)
+    if hasattr(mask, "copy_to_host"):  # Numba device array (or the simulator's)
+        host = mask.copy_to_host()
+    elif is_device_array(mask):  # CuPy, PyTorch, ...: through the CUDA array interface
+        from numba import cuda
+
+        host = cuda.as_cuda_array(mask).copy_to_host()
+    else:
+        host = np.asarray(mask)
     return np.unpackbits(host, count=n, bitorder="little").astype(bool).reshape(shape)
 
