@@ -146,6 +146,13 @@ def test_out_is_filled_and_returned(kernel_backend, dtype):
                                     training=True, out=out, backend=kernel_backend)
     assert y is out
     np.testing.assert_allclose(out, expected["y"], rtol=TOL[dtype], atol=TOL[dtype] * 5)
+    dx_out = np.full((17, 5), np.nan, dtype)
+    _, mean, invstd = ops.batchnorm_forward(inputs["x"], inputs["gamma"], inputs["beta"],
+                                            None, None, training=True, backend=kernel_backend)
+    dx, _, _ = ops.batchnorm_backward(inputs["dy"], inputs["x"], inputs["gamma"], mean, invstd,
+                                      out=dx_out, backend=kernel_backend)
+    assert dx is dx_out
+    np.testing.assert_allclose(dx, expected["dx"], rtol=TOL[dtype], atol=TOL[dtype] * 5)
 
 
 def test_empty_feature_axis_and_eval_empty_batch(backend, dtype):

@@ -203,4 +203,11 @@ def test_bad_backward_input(backend):
         ops.batchnorm_backward(np.ones_like(x), x, g, m, np.ones(3, np.float32), backend=backend)
     with pytest.raises(TypeError, match="dy must have the same dtype"):
         ops.batchnorm_backward(np.ones((6, 4)), x, g, m, s, backend=backend)
+    dy = np.ones_like(x)
+    copies = snapshot(dy, x)
+    with pytest.raises(ValueError, match="share memory"):
+        ops.batchnorm_backward(dy, x, g, m, s, out=dy, backend=backend)
+    with pytest.raises(ValueError, match="out must have the same shape"):
+        ops.batchnorm_backward(dy, x, g, m, s, out=np.empty((6, 5), np.float32), backend=backend)
+    assert_unchanged([dy, x], copies)
 

@@ -101,7 +101,8 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, *, training: bo
     return out, mean, invstd
 
 
-def batchnorm_backward(dy, x, gamma, mean, invstd, *, training: bool = True, backend=None):
+def batchnorm_backward(dy, x, gamma, mean, invstd, *, training: bool = True, out=None,
+                       backend=None):
     """Gradients of batch normalization: returns (dx, dgamma, dbeta).
 
     dy, x: (N, F) or (N, C, L); gamma: (C,) or None; mean, invstd: what batchnorm_forward
@@ -109,8 +110,9 @@ def batchnorm_backward(dy, x, gamma, mean, invstd, *, training: bool = True, bac
     dx = gamma*invstd/M*(M*dy - dbeta - xhat*dgamma) with M = N*L; training=False treats
     mean and invstd as constants (eval mode), dx = gamma*invstd*dy. dgamma = sum dy*xhat and
     dbeta = sum dy are (C,) arrays in x's dtype, returned even when gamma is None.
+    out: optional preallocated dx (reusing it skips the page faults of a fresh array).
     """
-    be = resolve_backend(backend, dy, x, gamma, mean, invstd)
+    be = resolve_backend(backend, dy, x, gamma, mean, invstd, out)
     xi, n, c, nl = _check_input("x", x)
     check_like("dy", dy, "x", x)
     _check_vector("gamma", gamma, "x", xi, c)
@@ -119,7 +121,13 @@ def batchnorm_backward(dy, x, gamma, mean, invstd, *, training: bool = True, bac
             raise TypeError(f"{name} must be the array batchnorm_forward returned; got None")
         _check_vector(name, a, "x", xi, c)
     training = check_bool("training", training)
-    dx = _empty(xi.device, xi.shape, xi.dtype)
+    if out is None:
+        dx = _empty(xi.device, xi.shape, xi.dtype)
+    else:
+        dx = out
+        check_like("out", out, "x", x, writable=True)
+        check_no_overlap({"out": out}, {"dy": dy, "x": x, "gamma": gamma, "mean": mean,
+                                        "invstd": invstd})
     dgamma, dbeta = _empty(xi.device, (c,), xi.dtype), _empty(xi.device, (c,), xi.dtype)
     status = launch(be, "batchnorm", "batchnorm_backward",
                     (dx.reshape(n, c, nl), dgamma, dbeta, dy.reshape(n, c, nl),
