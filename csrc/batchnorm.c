@@ -3,8 +3,8 @@
  * x (N, C, L) is viewed as N rows of J = C*L contiguous values; column j belongs to channel
  * j / L. Deterministic reductions: each task owns BN_CHUNK rows by up to BN_TILE columns
  * (sizes fixed by the data, never by the thread count) and writes float64 partials to its own
- * row of an (n_chunks, J) buffer; a per-channel loop merges them in a fixed order (chunk,
- * then l). Forward partials are a chunk's mean and M2, two-pass over the chunk while it is
+ * row of an (n_chunks, J) buffer; they are merged in a fixed order: per column over the
+ * chunks (vectorized across columns), then per channel over l. Forward partials are a chunk's mean and M2, two-pass over the chunk while it is
  * in cache (E[x^2]-E[x]^2 cancels when mean >> std), merged with Chan, Golub & LeVeque's
  * pairwise update (1979). x is read from memory twice in training, dy and x twice in
  * backward. Built with -ffp-contract=off and no -ffast-math: sums keep their order.
@@ -15,22 +15,46 @@
 
 #define BN_CHUNK 128 /* rows per partial: 128 x BN_TILE fp32 = 256 KiB stays in L2 */
 #define BN_TILE 512  /* columns per task */
+#define BN_MERGE_TILE 64 /* columns per task when merging partials */
 
-/* Chan et al.'s merge of all partials of channel c, in chunk-then-l order. */
-static void bn_merge(double *mean, double *m2, const double *pmean, const double *pm2,
-                     int64_t n, int64_t nch, int64_t c, int64_t nl, int64_t nj) {
-    double na = 0.0, ma = 0.0, m2a = 0.0;
-    for (int64_t k = 0; k < nch; k++) {
-        double nb = (double)(n - k * BN_CHUNK < BN_CHUNK ? n - k * BN_CHUNK : BN_CHUNK);
-        for (int64_t l = 0; l < nl; l++) {
-            double nab = na + nb, d = pmean[k * nj + c * nl + l] - ma, f = nb / nab;
-            ma += d * f;
-            m2a += pm2[k * nj + c * nl + l] + d * d * na * f;
-            na = nab;
+/* Per column, Chan et al.'s merge of its chunk partials in chunk order. All columns share the
+ * counts, so the weights are scalars and the column loop vectorizes. */
+static void bn_merge_chunks(double *restrict cmean, double *restrict cm2,
+                            const double *restrict pmean, const double *restrict pm2,
+                            int64_t n, int64_t nch, int64_t nj) {
+    _Pragma("omp parallel for schedule(static)")
+    for (int64_t j0 = 0; j0 < nj; j0 += BN_MERGE_TILE) {
+        int64_t w = nj - j0 < BN_MERGE_TILE ? nj - j0 : BN_MERGE_TILE;
+        double ma[BN_MERGE_TILE] = {0}, m2a[BN_MERGE_TILE] = {0}, na = 0.0;
+        for (int64_t k = 0; k < nch; k++) {
+            double nb = (double)(n - k * BN_CHUNK < BN_CHUNK ? n - k * BN_CHUNK : BN_CHUNK);
+            double f = nb / (na + nb), wt = na * f;
+            const double *pk = pmean + k * nj + j0, *qk = pm2 + k * nj + j0;
+            _Pragma("omp simd") for (int64_t j = 0; j < w; j++) {
+                double d = pk[j] - ma[j];
+                ma[j] += d * f;
+                m2a[j] += qk[j] + d * d * wt;
+            }
+            na += nb;
         }
+        for (int64_t j = 0; j < w; j++) cmean[j0 + j] = ma[j], cm2[j0 + j] = m2a[j];
     }
-    *mean = ma;
-    *m2 = m2a;
+}
+
+/* Per column, the chunk partials summed in chunk order. */
+static void bn_sum_chunks(double *restrict csum, double *restrict cdot,
+                          const double *restrict psum, const double *restrict pdot,
+                          int64_t nch, int64_t nj) {
+    _Pragma("omp parallel for schedule(static)")
+    for (int64_t j0 = 0; j0 < nj; j0 += BN_MERGE_TILE) {
+        int64_t w = nj - j0 < BN_MERGE_TILE ? nj - j0 : BN_MERGE_TILE;
+        double a[BN_MERGE_TILE] = {0}, b[BN_MERGE_TILE] = {0};
+        for (int64_t k = 0; k < nch; k++) {
+            const double *pk = psum + k * nj + j0, *qk = pdot + k * nj + j0;
+            _Pragma("omp simd") for (int64_t j = 0; j < w; j++) a[j] += pk[j], b[j] += qk[j];
+        }
+        for (int64_t j = 0; j < w; j++) csum[j0 + j] = a[j], cdot[j0 + j] = b[j];
+    }
 }
 
 /* Per-type kernels: partials of one (chunk, tile) task, the elementwise passes. */
@@ -108,10 +132,11 @@ int fo_batchnorm_forward_train_##SUF(T *y, T *mean, T *invstd, T *rm, T *rv, con
                                      int64_t nl, double eps, double momentum) {             \
     int64_t nj = c * nl, nch = (n + BN_CHUNK - 1) / BN_CHUNK;                               \
     int64_t ntiles = (nj + BN_TILE - 1) / BN_TILE;                                          \
-    double *part = malloc(sizeof(double) * (size_t)(2 * nch * nj + 1));                     \
+    double *part = malloc(sizeof(double) * (size_t)(2 * (nch + 1) * nj + 1));               \
     T *cf = malloc(sizeof(T) * (size_t)(3 * nj + 1));                                       \
     if (!part || !cf) { free(part); free(cf); return -1; }                                  \
     double *pmean = part, *pm2 = part + nch * nj;                                           \
+    double *cmean = part + 2 * nch * nj, *cm2 = cmean + nj;                                 \
     _Pragma("omp parallel for schedule(static)")                                            \
     for (int64_t task = 0; task < nch * ntiles; task++) {                                   \
         int64_t k = task / ntiles, j0 = (task % ntiles) * BN_TILE, r0 = k * BN_CHUNK;       \
@@ -119,10 +144,17 @@ int fo_batchnorm_forward_train_##SUF(T *y, T *mean, T *invstd, T *rm, T *rv, con
         int64_t w = nj - j0 < BN_TILE ? nj - j0 : BN_TILE;                                  \
         bn_stats_task_##SUF(pmean + k * nj + j0, pm2 + k * nj + j0, x, r0, r1, j0, w, nj);  \
     }                                                                                       \
+    bn_merge_chunks(cmean, cm2, pmean, pm2, n, nch, nj);                                    \
     _Pragma("omp parallel for schedule(static)")                                            \
     for (int64_t ch = 0; ch < c; ch++) {                                                    \
-        double m, m2, cnt = (double)(n * nl);                                               \
-        bn_merge(&m, &m2, pmean, pm2, n, nch, ch, nl, nj);                                  \
+        double m = 0.0, m2 = 0.0, na = 0.0, cnt = (double)(n * nl);                         \
+        for (int64_t l = 0; l < nl; l++) { /* merge the channel's columns in l order */     \
+            double f = (double)n / (na + (double)n), wt = na * f;                           \
+            double d = cmean[ch * nl + l] - m;                                              \
+            m += d * f;                                                                     \
+            m2 += cm2[ch * nl + l] + d * d * wt;                                            \
+            na += (double)n;                                                                \
+        }                                                                                   \
         double var = m2 / cnt, inv = 1.0 / sqrt(var + eps);                                 \
         mean[ch] = (T)m;                                                                    \
         invstd[ch] = (T)inv;                                                                \
@@ -158,10 +190,11 @@ int fo_batchnorm_backward_##SUF(T *dx, T *dgamma, T *dbeta, const T *dy, const T
                                 int64_t c, int64_t nl, int training) {                      \
     int64_t nj = c * nl, nch = (n + BN_CHUNK - 1) / BN_CHUNK;                               \
     int64_t ntiles = (nj + BN_TILE - 1) / BN_TILE;                                          \
-    double *part = malloc(sizeof(double) * (size_t)(2 * nch * nj + 1));                     \
+    double *part = malloc(sizeof(double) * (size_t)(2 * (nch + 1) * nj + 1));               \
     T *cf = malloc(sizeof(T) * (size_t)(4 * nj + 1));                                       \
     if (!part || !cf) { free(part); free(cf); return -1; }                                  \
     double *psum = part, *pdot = part + nch * nj;                                           \
+    double *csum = part + 2 * nch * nj, *cdot = csum + nj;                                  \
     for (int64_t j = 0; j < nj; j++) cf[j] = mean[j / nl];                                  \
     _Pragma("omp parallel for schedule(static)")                                            \
     for (int64_t task = 0; task < nch * ntiles; task++) {                                   \
@@ -171,11 +204,10 @@ int fo_batchnorm_backward_##SUF(T *dx, T *dgamma, T *dbeta, const T *dy, const T
         bn_grad_task_##SUF(psum + k * nj + j0, pdot + k * nj + j0, dy, x, cf, r0, r1, j0,   \
                            w, nj);                                                          \
     }                                                                                       \
+    bn_sum_chunks(csum, cdot, psum, pdot, nch, nj);                                         \
     for (int64_t ch = 0; ch < c; ch++) {                                                    \
         double db = 0.0, dot = 0.0, cnt = (double)(n * nl), inv = (double)invstd[ch];       \
-        for (int64_t k = 0; k < nch; k++)                                                   \
-            for (int64_t l = 0; l < nl; l++)                                                \
-                db += psum[k * nj + ch * nl + l], dot += pdot[k * nj + ch * nl + l];        \
+        for (int64_t l = 0; l < nl; l++) db += csum[ch * nl + l], dot += cdot[ch * nl + l]; \
         double dg = dot * inv, k1 = gamma ? (double)gamma[ch] * inv : inv;                  \
         dgamma[ch] = (T)dg;                                                                 \
         dbeta[ch] = (T)db;                                                                  \

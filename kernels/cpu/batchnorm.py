@@ -3,8 +3,8 @@
 x (N, C, L) is viewed as N rows of J = C*L contiguous values; column j belongs to channel
 j // L. Reductions are deterministic: each task owns a fixed block of CHUNK_ROWS rows and up
 to TILE columns (sizes fixed by the data, never by the thread count) and writes float64
-partials to its own row of an (n_chunks, J) buffer; a per-channel loop then merges them in
-a fixed order (chunk, then l). Forward partials are a chunk's mean and M2, computed two-pass
+partials to its own row of an (n_chunks, J) buffer; they are merged in a fixed order: per
+column over the chunks (vectorized across columns), then per channel over l. Forward partials are a chunk's mean and M2, computed two-pass
 over the chunk while it is still in cache (no E[x^2]-E[x]^2, which cancels when
 mean >> std) and merged with Chan, Golub & LeVeque's pairwise update (1979). x is read from
 memory twice in training (12 B/elem in fp32), dy and x twice in backward (20 B/elem).
@@ -17,6 +17,7 @@ from numba import njit, prange
 
 CHUNK_ROWS = 128  # rows per partial; 128 rows x TILE fp32 columns = 256 KiB stays in L2
 TILE = 512        # columns per task
+MERGE_TILE = 64   # columns per task when merging the partials
 
 
 @njit(parallel=True, cache=True)
@@ -48,21 +49,43 @@ def _stats_partials_kernel(pmean, pm2, x, chunk, tile):
 
 
 @njit(parallel=True, cache=True)
-def _stats_combine_kernel(mean, invstd, rm, rv, cm, cs, cb, pmean, pm2, gamma, beta,
-                          n, nl, chunk, eps, momentum, update, has_gamma, has_beta):
-    """Per channel: merge the partials (Chan et al.), write mean, invstd, the running stats
-    (when `update`) and the per-column coefficients of y = (x - cm)*cs + cb."""
+def _merge_chunks_kernel(cmean, cm2, pmean, pm2, n, chunk, tile):
+    """cmean, cm2 (J,) <- per column, Chan et al.'s merge of its chunk partials in chunk
+    order. Every column has the same counts, so the weights are scalars: no division per
+    element, and the column loop vectorizes."""
+    nch, nj = pmean.shape
+    for t in prange((nj + tile - 1) // tile):
+        j0, j1 = t * tile, min(nj, (t + 1) * tile)
+        ma, m2a = np.zeros(j1 - j0), np.zeros(j1 - j0)
+        na = 0.0
+        for k in range(nch):
+            nb = float(min(chunk, n - k * chunk))
+            f = nb / (na + nb)
+            w = na * f
+            pk, qk = pmean[k, j0:j1], pm2[k, j0:j1]
+            for j in range(j1 - j0):
+                d = pk[j] - ma[j]
+                ma[j] += d * f
+                m2a[j] += qk[j] + d * d * w
+            na += nb
+        cmean[j0:j1] = ma
+        cm2[j0:j1] = m2a
+
+
+@njit(parallel=True, cache=True)
+def _stats_combine_kernel(mean, invstd, rm, rv, cm, cs, cb, cmean, cm2, gamma, beta,
+                          n, nl, eps, momentum, update, has_gamma, has_beta):
+    """Per channel: merge its L column results (each over n rows) in l order, write mean,
+    invstd, the running stats (when `update`) and the coefficients of y = (x-cm)*cs + cb."""
     for c in prange(mean.size):
         na, ma, m2a = 0.0, 0.0, 0.0
-        for k in range(pmean.shape[0]):
-            nb = float(min(chunk, n - k * chunk))
-            for l in range(nl):
-                nab = na + nb
-                d = pmean[k, c * nl + l] - ma
-                f = nb / nab
-                ma += d * f
-                m2a += pm2[k, c * nl + l] + d * d * na * f
-                na = nab
+        for l in range(nl):
+            f = n / (na + n)
+            w = na * f
+            d = cmean[c * nl + l] - ma
+            ma += d * f
+            m2a += cm2[c * nl + l] + d * d * w
+            na += n
         var = m2a / na
         inv = 1.0 / math.sqrt(var + eps)
         mean[c] = ma
@@ -128,16 +151,31 @@ def _grad_partials_kernel(psum, pdot, dy, x, cm, chunk, tile):
 
 
 @njit(parallel=True, cache=True)
-def _grad_combine_kernel(dgamma, dbeta, c1, c2, c3, psum, pdot, invstd, gamma, nl, count,
+def _sum_chunks_kernel(csum, cdot, psum, pdot, tile):
+    """csum, cdot (J,) <- per column, the chunk partials summed in chunk order."""
+    nch, nj = psum.shape
+    for t in prange((nj + tile - 1) // tile):
+        j0, j1 = t * tile, min(nj, (t + 1) * tile)
+        a, b = np.zeros(j1 - j0), np.zeros(j1 - j0)
+        for k in range(nch):
+            pk, qk = psum[k, j0:j1], pdot[k, j0:j1]
+            for j in range(j1 - j0):
+                a[j] += pk[j]
+                b[j] += qk[j]
+        csum[j0:j1] = a
+        cdot[j0:j1] = b
+
+
+@njit(parallel=True, cache=True)
+def _grad_combine_kernel(dgamma, dbeta, c1, c2, c3, csum, cdot, invstd, gamma, nl, count,
                          training, has_gamma):
-    """Per channel: dbeta = sum dy, dgamma = invstd * sum dy*(x-mean), and the per-column
-    coefficients of dx = c1*dy - c2 - (x - mean)*c3."""
+    """Per channel: dbeta = sum dy, dgamma = invstd * sum dy*(x-mean) (columns summed in
+    l order), and the per-column coefficients of dx = c1*dy - c2 - (x - mean)*c3."""
     for c in prange(dgamma.size):
         db, dot = 0.0, 0.0
-        for k in range(psum.shape[0]):
-            for l in range(nl):
-                db += psum[k, c * nl + l]
-                dot += pdot[k, c * nl + l]
+        for l in range(nl):
+            db += csum[c * nl + l]
+            dot += cdot[c * nl + l]
         inv = float(invstd[c])
         dg = dot * inv
         dgamma[c] = dg
@@ -192,8 +230,10 @@ def batchnorm_forward_train(y, mean, invstd, running_mean, running_var, x, gamma
     rm = running_mean if update else np.empty(0, x.dtype)
     rv = running_var if update else np.empty(0, x.dtype)
     _stats_partials_kernel(pmean, pm2, x2, CHUNK_ROWS, TILE)
-    _stats_combine_kernel(mean, invstd, rm, rv, cm, cs, cb, pmean, pm2, g, b, n, nl,
-                          CHUNK_ROWS, float(eps), float(momentum), update, has_g, has_b)
+    cmean, cm2 = np.empty(c * nl), np.empty(c * nl)
+    _merge_chunks_kernel(cmean, cm2, pmean, pm2, n, CHUNK_ROWS, MERGE_TILE)
+    _stats_combine_kernel(mean, invstd, rm, rv, cm, cs, cb, cmean, cm2, g, b, float(n), nl,
+                          float(eps), float(momentum), update, has_g, has_b)
     _normalize_kernel(y2, x2, cm, cs, cb, CHUNK_ROWS)
 
 
@@ -219,6 +259,8 @@ def batchnorm_backward(dx, dgamma, dbeta, dy, x, mean, invstd, gamma, training):
     g, _, has_g, _ = _flags(gamma, None, x.dtype)
     _expand_kernel(cm, mean, nl)
     _grad_partials_kernel(psum, pdot, dy2, x2, cm, CHUNK_ROWS, TILE)
-    _grad_combine_kernel(dgamma, dbeta, c1, c2, c3, psum, pdot, invstd, g, nl,
+    csum, cdot = np.empty(c * nl), np.empty(c * nl)
+    _sum_chunks_kernel(csum, cdot, psum, pdot, MERGE_TILE)
+    _grad_combine_kernel(dgamma, dbeta, c1, c2, c3, csum, cdot, invstd, g, nl,
                          float(n * nl), bool(training), has_g)
     _grad_input_kernel(dx2, dy2, x2, cm, c1, c2, c3, CHUNK_ROWS)

@@ -2,12 +2,13 @@
 
 x (N, C, L) is viewed as N rows of J = C*L contiguous values; column j belongs to channel
 j // L. Same deterministic scheme as the CPU backends: one thread per (row chunk, column)
-sums CHUNK_ROWS rows in float64 (explicit float() casts: the simulator follows NumPy's
-promotion, where python float + float32 stays float32) (two-pass mean and M2 in training; the chunk is re-read from
-L1/L2) into an (n_chunks, J) buffer, one thread per channel merges the partials in a fixed
-order (Chan, Golub & LeVeque 1979), then an elementwise pass. Threads of a warp own
-consecutive columns, so every load is coalesced. Three launches per op, scratch buffers are
-reused between calls (launch and allocation overhead dominate small inputs).
+sums CHUNK_ROWS rows in float64 (two-pass mean and M2 in training; the chunk is re-read
+from L1/L2) into an (n_chunks, J) buffer; one thread per channel merges the partials in a
+fixed order (Chan, Golub & LeVeque 1979; per column over the chunks, then over l); then an
+elementwise pass. Threads of a warp own consecutive columns, so loads are coalesced. Three
+launches per op; scratch buffers are reused between calls (launch and allocation overhead
+dominate small inputs). Explicit float() casts keep the sums in float64 under the simulator
+too, which follows NumPy's promotion (python float + float32 stays float32 there).
 """
 import math
 
@@ -51,15 +52,22 @@ def _stats_combine_kernel(mean, invstd, rm, rv, cm, cs, cb, pmean, pm2, gamma, b
     if c >= mean.size:
         return
     na, ma, m2a = 0.0, 0.0, 0.0
-    for k in range(pmean.shape[0]):
-        nb = float(min(chunk, n - k * chunk))
-        for l in range(nl):
-            nab = na + nb
-            d = pmean[k, c * nl + l] - ma
-            f = nb / nab
-            ma += d * f
-            m2a += pm2[k, c * nl + l] + d * d * na * f
-            na = nab
+    for l in range(nl):  # the CPU backends' order: each column over the chunks, then over l
+        nc, mc, m2c = 0.0, 0.0, 0.0
+        for k in range(pmean.shape[0]):
+            nb = float(min(chunk, n - k * chunk))
+            f = nb / (nc + nb)
+            w = nc * f
+            d = pmean[k, c * nl + l] - mc
+            mc += d * f
+            m2c += pm2[k, c * nl + l] + d * d * w
+            nc += nb
+        f = nc / (na + nc)
+        w = na * f
+        d = mc - ma
+        ma += d * f
+        m2a += m2c + d * d * w
+        na += nc
     var = m2a / na
     inv = 1.0 / math.sqrt(var + eps)
     mean[c] = ma
@@ -132,10 +140,13 @@ def _grad_combine_kernel(dgamma, dbeta, c1, c2, c3, psum, pdot, invstd, gamma, n
     if c >= dgamma.size:
         return
     db, dot = 0.0, 0.0
-    for k in range(psum.shape[0]):
-        for l in range(nl):
-            db += psum[k, c * nl + l]
-            dot += pdot[k, c * nl + l]
+    for l in range(nl):  # the CPU backends' order: each column over the chunks, then over l
+        cs, cd = 0.0, 0.0
+        for k in range(psum.shape[0]):
+            cs += psum[k, c * nl + l]
+            cd += pdot[k, c * nl + l]
+        db += cs
+        dot += cd
     inv = float(invstd[c])
     dg = dot * inv
     dgamma[c] = dg
