@@ -211,3 +211,26 @@ def test_bad_backward_input(backend):
         ops.batchnorm_backward(dy, x, g, m, s, out=np.empty((6, 5), np.float32), backend=backend)
     assert_unchanged([dy, x], copies)
 
+
+
+
+def test_numba_and_c_agree(dtype):
+    """Both CPU backends sum and merge in the same order with the same formulas: the forward
+    outputs are bit-identical; backward agrees to a few ulps (compilers round dx's float32
+    coefficients differently)."""
+    if fusedops.backends.backend_unavailable_reason("c"):
+        pytest.skip("c unavailable")
+    rng = np.random.default_rng(10)
+    x = (rng.standard_normal((700, 3, 5)) * 3 + 7).astype(dtype)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    g, b = rng.uniform(0.5, 2, 3).astype(dtype), rng.uniform(-1, 1, 3).astype(dtype)
+    got = []
+    for be in ("numba", "c"):
+        rm, rv = np.zeros(3, dtype), np.ones(3, dtype)
+        y, m, s = ops.batchnorm_forward(x, g, b, rm, rv, training=True, backend=be)
+        got.append((y, m, s, rm, rv) + ops.batchnorm_backward(dy, x, g, m, s, backend=be))
+    for a, c in zip(got[0][:5], got[1][:5]):
+        np.testing.assert_array_equal(a.view(np.uint8), c.view(np.uint8))
+    eps = np.finfo(dtype).eps
+    for a, c in zip(got[0][5:], got[1][5:]):
+        np.testing.assert_allclose(a, c, rtol=4 * eps, atol=4 * eps * np.max(np.abs(c)))
