@@ -114,13 +114,13 @@ def _normalize_kernel(y, x, cm, cs, cb):
 
 
 @cuda.jit
-def _grad_partials_kernel(psum, pdot, dy, x, cm, chunk):
+def _grad_partials_kernel(psum, pdot, dy, x, mean, nl, chunk):
     """psum = sum dy, pdot = sum dy*(x - mean) over each (chunk, column), float64."""
     n, nj = x.shape
     j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
     if j >= nj:
         return
-    m = float(cm[j])
+    m = float(mean[j // nl])
     for k in range(cuda.blockIdx.y, psum.shape[0], cuda.gridDim.y):
         s, p = 0.0, 0.0
         for r in range(k * chunk, min(n, k * chunk + chunk)):
@@ -132,10 +132,10 @@ def _grad_partials_kernel(psum, pdot, dy, x, cm, chunk):
 
 
 @cuda.jit
-def _grad_combine_kernel(dgamma, dbeta, c1, c2, c3, psum, pdot, invstd, gamma, nl, count,
-                         training, has_gamma):
+def _grad_combine_kernel(dgamma, dbeta, cm, c1, c2, c3, psum, pdot, mean, invstd, gamma, nl,
+                         count, training, has_gamma):
     """One thread per channel: dbeta, dgamma and the coefficients of
-    dx = c1*dy - c2 - (x - mean)*c3."""
+    dx = c1*dy - c2 - (x - cm)*c3."""
     c = cuda.grid(1)
     if c >= dgamma.size:
         return
@@ -155,6 +155,7 @@ def _grad_combine_kernel(dgamma, dbeta, c1, c2, c3, psum, pdot, invstd, gamma, n
     k2 = k1 * db / count if training else 0.0
     k3 = k1 * inv * dg / count if training else 0.0
     for l in range(nl):
+        cm[c * nl + l] = mean[c]
         c1[c * nl + l] = k1
         c2[c * nl + l] = k2
         c3[c * nl + l] = k3
@@ -171,13 +172,6 @@ def _grad_input_kernel(dx, dy, x, cm, c1, c2, c3):
     stride = cuda.gridDim.y * cuda.blockDim.y
     for r in range(cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y, n, stride):
         dx[r, j] = dy[r, j] * a - b - (x[r, j] - m) * s
-
-
-@cuda.jit
-def _expand_kernel(out, v, nl):
-    j = cuda.grid(1)
-    if j < out.size:
-        out[j] = v[j // nl]
 
 
 # --------------------------------------------------------------------------- launchers
@@ -277,14 +271,14 @@ def batchnorm_backward(dx, dgamma, dbeta, dy, x, mean, invstd, gamma, training, 
     psum = _scratch("pmean", (max(nch, 1), nj), np.float64)
     pdot = _scratch("pm2", (max(nch, 1), nj), np.float64)
     cm, c1, c2, c3 = (_scratch(t, (nj,), x.dtype) for t in ("cm", "cs", "cb", "c3"))
-    _expand_kernel[-(-nj // tpb), tpb](cm, mean, nl)
     bx, gx = _columns(nj, tpb)
     if nch:
-        _grad_partials_kernel[(gx, min(nch, _MAX_GRID_Y)), bx](psum, pdot, dy2, x2, cm,
+        _grad_partials_kernel[(gx, min(nch, _MAX_GRID_Y)), bx](psum, pdot, dy2, x2, mean, nl,
                                                                 CHUNK_ROWS)
     g, has_g = _optional(gamma, "gamma", x.dtype)
-    _grad_combine_kernel[-(-c // tpb), tpb](dgamma, dbeta, c1, c2, c3, psum[:nch], pdot[:nch],
-                                            invstd, g, nl, float(n * nl), bool(training), has_g)
+    _grad_combine_kernel[-(-c // tpb), tpb](dgamma, dbeta, cm, c1, c2, c3, psum[:nch],
+                                            pdot[:nch], mean, invstd, g, nl, float(n * nl),
+                                            bool(training), has_g)
     if n:
         grid, block = _elementwise_geometry(n, nj, tpb)
         _grad_input_kernel[grid, block](dx2, dy2, x2, cm, c1, c2, c3)
