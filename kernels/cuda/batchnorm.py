@@ -3,9 +3,9 @@
 x (N, C, L) is viewed as N rows of J = C*L contiguous values; column j belongs to channel
 j // L. Same deterministic scheme as the CPU backends: one thread per (row chunk, column)
 sums CHUNK_ROWS rows in float64 (two-pass mean and M2 in training; the chunk is re-read
-from L1/L2) into an (n_chunks, J) buffer; one thread per channel merges the partials in a
-fixed order (Chan, Golub & LeVeque 1979; per column over the chunks, then over l); then an
-elementwise pass. Threads of a warp own consecutive columns, so loads are coalesced. Three
+from L1/L2) into an (n_chunks, J) buffer; a block per 32 channels merges the partials in a
+fixed order (Chan, Golub & LeVeque 1979): 8 fixed chunk ranges in parallel, those in order,
+then the columns of a channel over l; then an elementwise pass. Threads of a warp own consecutive columns, so loads are coalesced. Three
 launches per op; scratch buffers are reused between calls (launch and allocation overhead
 dominate small inputs). Explicit float() casts keep the sums in float64 under the simulator
 too, which follows NumPy's promotion (python float + float32 stays float32 there).
@@ -13,11 +13,15 @@ too, which follows NumPy's promotion (python float + float32 stays float32 there
 import math
 
 import numpy as np
-from numba import cuda
+from numba import cuda, float64
 
 from .launch import grid_for
 
 CHUNK_ROWS = 128  # rows per partial: the same chunking as the CPU backends
+# merge kernels: a fixed block of _LANES channels x _GROUPS chunk ranges (not tied to the
+# threads-per-block setting, so the merge order, and the bits, never change)
+_LANES = 32
+_GROUPS = 8
 _MAX_GRID_Y = 65535
 
 
@@ -43,31 +47,47 @@ def _stats_partials_kernel(pmean, pm2, x, chunk):
         pm2[k, j] = q
 
 
+@cuda.jit(device=True)
+def _chan(na, ma, m2a, nb, mb, m2b):
+    """Chan et al.'s merge of (nb, mb, m2b) into (na, ma, m2a); the CPU backends' formula."""
+    if nb == 0.0:
+        return na, ma, m2a
+    f = nb / (na + nb)
+    w = na * f
+    d = mb - ma
+    return na + nb, ma + d * f, m2a + m2b + d * d * w
+
+
 @cuda.jit
 def _stats_combine_kernel(mean, invstd, rm, rv, cm, cs, cb, pmean, pm2, gamma, beta,
                           n, nl, chunk, eps, momentum, update, has_gamma, has_beta):
-    """One thread per channel: merge its partials, write mean, invstd, running stats and
-    the per-column coefficients of y = (x - cm)*cs + cb."""
-    c = cuda.grid(1)
-    if c >= mean.size:
-        return
+    """Block (_LANES channels, _GROUPS groups): each group merges a fixed range of chunks
+    of a column, group 0 merges the groups in order, then the columns of its channel in l
+    order, and writes mean, invstd, running stats and the coefficients of y."""
+    sn = cuda.shared.array((_GROUPS, _LANES), float64)
+    sm = cuda.shared.array((_GROUPS, _LANES), float64)
+    sq = cuda.shared.array((_GROUPS, _LANES), float64)
+    tx, g = cuda.threadIdx.x, cuda.threadIdx.y
+    c = cuda.blockIdx.x * _LANES + tx
+    active = c < mean.size
+    per = (pmean.shape[0] + _GROUPS - 1) // _GROUPS
     na, ma, m2a = 0.0, 0.0, 0.0
-    for l in range(nl):  # the CPU backends' order: each column over the chunks, then over l
+    for l in range(nl):
         nc, mc, m2c = 0.0, 0.0, 0.0
-        for k in range(pmean.shape[0]):
-            nb = float(min(chunk, n - k * chunk))
-            f = nb / (nc + nb)
-            w = nc * f
-            d = pmean[k, c * nl + l] - mc
-            mc += d * f
-            m2c += pm2[k, c * nl + l] + d * d * w
-            nc += nb
-        f = nc / (na + nc)
-        w = na * f
-        d = mc - ma
-        ma += d * f
-        m2a += m2c + d * d * w
-        na += nc
+        if active:
+            for k in range(g * per, min(pmean.shape[0], (g + 1) * per)):
+                nb = float(min(chunk, n - k * chunk))
+                nc, mc, m2c = _chan(nc, mc, m2c, nb, pmean[k, c * nl + l], pm2[k, c * nl + l])
+        sn[g, tx], sm[g, tx], sq[g, tx] = nc, mc, m2c
+        cuda.syncthreads()
+        if g == 0 and active:
+            nc, mc, m2c = 0.0, 0.0, 0.0
+            for h in range(_GROUPS):
+                nc, mc, m2c = _chan(nc, mc, m2c, sn[h, tx], sm[h, tx], sq[h, tx])
+            na, ma, m2a = _chan(na, ma, m2a, nc, mc, m2c)
+        cuda.syncthreads()
+    if g != 0 or not active:
+        return
     var = m2a / na
     inv = 1.0 / math.sqrt(var + eps)
     mean[c] = ma
@@ -134,19 +154,33 @@ def _grad_partials_kernel(psum, pdot, dy, x, mean, nl, chunk):
 @cuda.jit
 def _grad_combine_kernel(dgamma, dbeta, cm, c1, c2, c3, psum, pdot, mean, invstd, gamma, nl,
                          count, training, has_gamma):
-    """One thread per channel: dbeta, dgamma and the coefficients of
-    dx = c1*dy - c2 - (x - cm)*c3."""
-    c = cuda.grid(1)
-    if c >= dgamma.size:
-        return
+    """Block (_LANES channels, _GROUPS groups), sums in the order of _stats_combine_kernel:
+    dbeta, dgamma and the coefficients of dx = c1*dy - c2 - (x - cm)*c3."""
+    ss = cuda.shared.array((_GROUPS, _LANES), float64)
+    sd = cuda.shared.array((_GROUPS, _LANES), float64)
+    tx, g = cuda.threadIdx.x, cuda.threadIdx.y
+    c = cuda.blockIdx.x * _LANES + tx
+    active = c < dgamma.size
+    per = (psum.shape[0] + _GROUPS - 1) // _GROUPS
     db, dot = 0.0, 0.0
-    for l in range(nl):  # the CPU backends' order: each column over the chunks, then over l
-        cs, cd = 0.0, 0.0
-        for k in range(psum.shape[0]):
-            cs += psum[k, c * nl + l]
-            cd += pdot[k, c * nl + l]
-        db += cs
-        dot += cd
+    for l in range(nl):
+        a, b = 0.0, 0.0
+        if active:
+            for k in range(g * per, min(psum.shape[0], (g + 1) * per)):
+                a += psum[k, c * nl + l]
+                b += pdot[k, c * nl + l]
+        ss[g, tx], sd[g, tx] = a, b
+        cuda.syncthreads()
+        if g == 0 and active:
+            a, b = 0.0, 0.0
+            for h in range(_GROUPS):
+                a += ss[h, tx]
+                b += sd[h, tx]
+            db += a
+            dot += b
+        cuda.syncthreads()
+    if g != 0 or not active:
+        return
     inv = float(invstd[c])
     dg = dot * inv
     dgamma[c] = dg
@@ -221,9 +255,9 @@ def _stats(mean, invstd, cm, cs, cb, rm, rv, x2, gamma, beta, n, nl, eps, moment
     g, has_g = _optional(gamma, "gamma", x2.dtype)
     b, has_b = _optional(beta, "beta", x2.dtype)
     c = mean.size
-    _stats_combine_kernel[-(-c // tpb), tpb](mean, invstd, rm, rv, cm, cs, cb, pmean, pm2,
-                                             g, b, n, nl, CHUNK_ROWS, float(eps),
-                                             float(momentum), update, has_g, has_b)
+    _stats_combine_kernel[-(-c // _LANES), (_LANES, _GROUPS)](
+        mean, invstd, rm, rv, cm, cs, cb, pmean, pm2, g, b, n, nl, CHUNK_ROWS, float(eps),
+        float(momentum), update, has_g, has_b)
 
 
 def batchnorm_forward_train(y, mean, invstd, running_mean, running_var, x, gamma, beta,
@@ -276,9 +310,9 @@ def batchnorm_backward(dx, dgamma, dbeta, dy, x, mean, invstd, gamma, training, 
         _grad_partials_kernel[(gx, min(nch, _MAX_GRID_Y)), bx](psum, pdot, dy2, x2, mean, nl,
                                                                 CHUNK_ROWS)
     g, has_g = _optional(gamma, "gamma", x.dtype)
-    _grad_combine_kernel[-(-c // tpb), tpb](dgamma, dbeta, cm, c1, c2, c3, psum[:nch],
-                                            pdot[:nch], mean, invstd, g, nl, float(n * nl),
-                                            bool(training), has_g)
+    _grad_combine_kernel[-(-c // _LANES), (_LANES, _GROUPS)](
+        dgamma, dbeta, cm, c1, c2, c3, psum[:nch], pdot[:nch], mean, invstd, g, nl,
+        float(n * nl), bool(training), has_g)
     if n:
         grid, block = _elementwise_geometry(n, nj, tpb)
         _grad_input_kernel[grid, block](dx2, dy2, x2, cm, c1, c2, c3)
