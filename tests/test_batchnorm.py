@@ -17,7 +17,7 @@ TOL = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-12}
 
 def _small_enough(backend, n, f):
     """The CUDA simulator runs each thread in Python: keep its inputs to a few thousand."""
-    return not (backend == "cuda" and SIM and n * f > 5000)
+    return not (backend == "cuda" and SIM and n * f > 4100)
 
 
 @functools.lru_cache(maxsize=None)
