@@ -12,8 +12,8 @@ from conftest import backend_params, cuda_sync, peer_params, run_benchmark, torc
 
 from fusedops import ops, reference
 
-SHAPES = ([(max(2, int(float(s)) // 256), 256) for s in os.environ["FUSEDOPS_BENCH_SIZES"].split(",")]
-          if os.environ.get("FUSEDOPS_BENCH_SIZES")
+_ENV = os.environ.get("FUSEDOPS_BENCH_SIZES")
+SHAPES = ([(max(2, int(float(s)) // 256), 256) for s in _ENV.split(",")] if _ENV
           else [(256, 256), (4096, 256), (65536, 256), (16384, 1024), (65536, 1024)])
 # bytes per element, fp32, each array moved once per pass (DESIGN.md): x read twice + y
 BYTES = {"forward": 12, "eval": 8, "backward": 20, "forward+backward": 32}
@@ -47,7 +47,8 @@ def _torch_fn(x, gamma, beta, rm, rv, dy, op, dev):
     if op in ("forward", "eval"):
         def fn():
             with torch.no_grad():
-                return F.batch_norm(t["x"], t["rm"], t["rv"], t["g"], t["b"], training=op == "forward")
+                return F.batch_norm(t["x"], t["rm"], t["rv"], t["g"], t["b"],
+                                    training=op == "forward")
         return fn
     xg, gg, bg = (t[k].clone().requires_grad_() for k in ("x", "g", "b"))
     if op == "backward":
@@ -115,7 +116,8 @@ REUSE = [pytest.param(f"{p.values[0]}+out", marks=p.marks, id=f"{p.values[0]}+ou
 @pytest.mark.parametrize("shape", SHAPES, ids=[f"{n}x{f}" for n, f in SHAPES])
 @pytest.mark.parametrize("op", list(BYTES))
 
-@pytest.mark.parametrize("backend", backend_params() + REUSE + [pytest.param("numpy-plain")] + peer_params())
+@pytest.mark.parametrize("backend",
+                         backend_params() + REUSE + [pytest.param("numpy-plain")] + peer_params())
 def test_batchnorm(benchmark, backend, op, shape):
     benchmark.group = f"batchnorm-{op} {shape[0]}x{shape[1]}"
     rng = np.random.default_rng(0)

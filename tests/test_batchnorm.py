@@ -26,8 +26,9 @@ def _case(n, f, l, dtype, mode):
     rng = np.random.default_rng(n * 7919 + f * 31 + l)
     shape = (n, f) if l == 0 else (n, f, l)
     c = f
-    x = (rng.standard_normal(shape) * rng.uniform(0.5, 3, c)[(slice(None),) + (None,) * (len(shape) - 2)]
-         + rng.uniform(-2, 2, c)[(slice(None),) + (None,) * (len(shape) - 2)]).astype(dtype)
+    per_channel = (slice(None),) + (None,) * (len(shape) - 2)  # broadcast over L
+    x = (rng.standard_normal(shape) * rng.uniform(0.5, 3, c)[per_channel]
+         + rng.uniform(-2, 2, c)[per_channel]).astype(dtype)
     dy = rng.standard_normal(shape).astype(dtype)
     affine = mode != "train_plain"
     gamma = rng.uniform(0.5, 1.5, c).astype(dtype) if affine else None

@@ -4,11 +4,12 @@ x (N, C, L) is viewed as N rows of J = C*L contiguous values; column j belongs t
 j // L. Reductions are deterministic: each task owns a fixed block of CHUNK_ROWS rows and up
 to TILE columns (sizes fixed by the data, never by the thread count) and writes float64
 partials to its own row of an (n_chunks, J) buffer; they are merged in a fixed order: per
-column over the chunks (vectorized across columns), then per channel over l. Forward partials are a chunk's mean and M2, computed two-pass
-over the chunk while it is still in cache (no E[x^2]-E[x]^2, which cancels when
-mean >> std) and merged with Chan, Golub & LeVeque's pairwise update (1979). x is read from
-memory twice in training (12 B/elem in fp32), dy and x twice in backward (20 B/elem).
-No fastmath: the float64 sums must keep their order to give the same bits on every run.
+column over the chunks (vectorized across columns), then per channel over l. Forward
+partials are a chunk's mean and M2, computed two-pass over the chunk while it is still in
+cache (no E[x^2]-E[x]^2, which cancels when mean >> std) and merged with Chan, Golub &
+LeVeque's pairwise update (1979). x is read from memory twice in training (12 B/elem in
+fp32), dy and x twice in backward (20 B/elem). No fastmath: the float64 sums must keep their
+order to give the same bits on every run.
 """
 import math
 

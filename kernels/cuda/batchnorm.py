@@ -1,14 +1,15 @@
 """Batch normalization (Ioffe & Szegedy 2015) for the CUDA backend.
 
 x (N, C, L) is viewed as N rows of J = C*L contiguous values; column j belongs to channel
-j // L. Same deterministic scheme as the CPU backends: one thread per (row chunk, column)
-sums CHUNK_ROWS rows in float64 (two-pass mean and M2 in training; the chunk is re-read
-from L1/L2) into an (n_chunks, J) buffer; a block per 32 channels merges the partials in a
-fixed order (Chan, Golub & LeVeque 1979): 8 fixed chunk ranges in parallel, those in order,
-then the columns of a channel over l; then an elementwise pass. Threads of a warp own consecutive columns, so loads are coalesced. Three
-launches per op; scratch buffers are reused between calls (launch and allocation overhead
-dominate small inputs). Explicit float() casts keep the sums in float64 under the simulator
-too, which follows NumPy's promotion (python float + float32 stays float32 there).
+j // L. Same deterministic scheme as the CPU backends: one thread per (row chunk, column) sums
+CHUNK_ROWS rows in float64 (two-pass mean and M2 in training; the chunk is re-read from
+L1/L2) into an (n_chunks, J) buffer; a block per 32 channels merges the partials in a fixed
+order (Chan, Golub & LeVeque 1979): 8 fixed chunk ranges in parallel, those in order, then
+the columns of a channel over l; then an elementwise pass. Threads of a warp own consecutive
+columns, so loads are coalesced. Three launches per op; scratch buffers are reused between
+calls (launch and allocation overhead dominate small inputs). Explicit float() casts keep
+the sums in float64 under the simulator too, which follows NumPy's promotion (python float +
+float32 stays float32 there).
 """
 import math
 

@@ -46,7 +46,8 @@ def batchnorm_forward_eval(y, mean, invstd, x, running_mean, running_var, gamma,
 
 
 def batchnorm_backward(dx, dgamma, dbeta, dy, x, mean, invstd, gamma, training):
-    """dx (N,C,L), dgamma (C,), dbeta (C,) <- dy, x (N,C,L), mean, invstd (C,), gamma (C,)|None. training=True: the batch statistics depend on x,
+    """dx (N,C,L), dgamma (C,), dbeta (C,) <- dy, x (N,C,L), mean, invstd (C,), gamma (C,)|None.
+    training=True: the batch statistics depend on x,
     dx = gamma*invstd/M*(M*dy - dbeta - xhat*dgamma); False: they are constants,
     dx = gamma*invstd*dy."""
     dy64 = dy.astype(np.float64)
