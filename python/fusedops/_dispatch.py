@@ -27,7 +27,8 @@ def launch(backend, family, name, arrays, *, writes, sizes=None, scalars=(), fla
     Returns what the C kernel returns (a status code where the kernel has one), else None."""
     arrays = list(arrays)
     if dtype is None:
-        dtype = next(a.dtype for a in arrays if a is not None and np.dtype(a.dtype).kind == "f")
+        # None when no float array is passed: the C function then has no f32/f64 suffix
+        dtype = next((a.dtype for a in arrays if a is not None and np.dtype(a.dtype).kind == "f"), None)
     if backend == "numpy":
         from . import reference
 
