@@ -1,0 +1,64 @@
+"""Every optimizer x option x regularization x backend x dtype against the float64 NumPy
+reference over 10 steps, comparing the parameters and every state buffer, on empty, tiny, odd
+and prime sizes (the prime ones beyond the C kernels' block and parallel thresholds)."""
+import numpy as np
+import pytest
+from conftest import SIM, sizes_for
+from optim_cases import CASES, REGULARIZATION, bound, case_id, gradients, initial, run
+
+SIZES = [0, 1, 7, 97, 1031, 65537]
+STEPS = 10
+
+
+def _sizes(backend):
+    # the simulator runs each CUDA thread in Python: sizes that still span several 32-thread blocks
+    return [n for n in sizes_for(backend, SIZES) if not (backend == "cuda" and SIM and n > 300)]
+
+
+@pytest.mark.parametrize("reg", list(REGULARIZATION))
+@pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])
+def test_matches_reference(case, reg, kernel_backend, dtype):
+    for n in _sizes(kernel_backend):
+        w, grads = initial(n, dtype), gradients(n, STEPS, dtype)
+        got = run(case, reg, kernel_backend, w, grads)
+        ref64 = run(case, reg, "numpy", w.astype(np.float64), grads.astype(np.float64))
+        ref_dt = run(case, reg, "numpy", w, grads)
+        for name, ref in ref64.items():
+            assert got[name].dtype == dtype
+            err = np.max(np.abs(got[name].astype(np.float64) - ref), initial=0.0)
+            assert err <= bound(dtype, ref, ref_dt[name]), (name, n, err)
+            assert np.all(np.isfinite(got[name]))
+
+
+def test_steps_move_the_parameters(kernel_backend):
+    """Guard against a comparison that passes because nothing happened."""
+    for case in CASES:
+        w, grads = initial(101, np.float32), gradients(101, 3, np.float32)
+        got = run(case, "none", kernel_backend, w, grads)
+        nonzero = grads.any(axis=0)
+        assert np.all(got["param"][nonzero] != w[nonzero]), case_id(case)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])
+def test_multidimensional_and_float64_bitwise_between_runs(case, kernel_backend):
+    """2-D parameters work like flat ones, and a rerun gives the same bits."""
+    w, grads = initial(6 * 35, np.float64), gradients(6 * 35, 4, np.float64)
+    flat = run(case, "elastic", kernel_backend, w, grads)
+    shaped = run(case, "elastic", kernel_backend, w.reshape(6, 35), grads.reshape(4, 6, 35))
+    for name in flat:
+        np.testing.assert_array_equal(shaped[name].ravel(), flat[name])
+
+
+def test_nonfinite_count(backend):
+    from fusedops.ops.optim import _count_nonfinite
+
+    for n in _sizes(backend):
+        for dtype in (np.float32, np.float64):
+            g = gradients(n, 1, dtype)[0]
+            bad = np.arange(0, n, 13)
+            g[bad[::3]] = np.nan
+            g[bad[1::3]] = np.inf
+            g[bad[2::3]] = -np.inf
+            count = np.zeros(1, np.int64)
+            _count_nonfinite(backend, [g, g[: n // 2]], count)
+            assert count[0] == bad.size + np.count_nonzero(bad < n // 2)
