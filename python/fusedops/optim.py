@@ -23,57 +23,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._flat import copy_into, flatten, full, host_copy, span, zero_fill
-from .backends import array_info, check_array, check_like, check_no_overlap, check_real
-from .backends import resolve_backend
+from . import _optim_state
 from ._dispatch import launch
+from ._flat import flatten, full, host_copy, span, zero_fill
+from .backends import check_array, check_like, check_no_overlap, check_real, resolve_backend
 from .ops import optim as _ops
 
 __all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "flatten"]
-FORMAT = "fusedops.optim/1"
 
 
 def _is_param_object(p) -> bool:
     return not isinstance(p, np.ndarray) and hasattr(p, "data") and hasattr(p, "grad")
 
 
-class _Group:
-    """Internal bookkeeping of one parameter group: state buffers (flat + per-param views),
-    per-parameter step counts, and the cached spans of the parameter arrays."""
-
-    def __init__(self, arrays, device):
-        self.shapes = [tuple(array_info("param", a).shape) for a in arrays]
-        self.sizes = [int(np.prod(s, dtype=np.int64)) for s in self.shapes]
-        self.dtypes = [array_info("param", a).dtype for a in arrays]
-        self.device = device
-        self.steps = np.zeros(len(arrays), np.int64)
-        self.buffers = {}  # name -> (flat or None, [views])
-        self.span_key, self.span = None, None
-
-    def allocate(self, name, value=0.0):
-        if name in self.buffers:
-            return
-        if len(set(self.dtypes)) == 1:  # one buffer, views laid end to end like the params
-            flat = full(sum(self.sizes), self.dtypes[0], self.device, value)
-            views, off = [], 0
-            for n, shape in zip(self.sizes, self.shapes):
-                views.append(flat[off:off + n].reshape(shape))
-                off += n
-        else:
-            flat = None
-            views = [full(n, dt, self.device, value).reshape(s)
-                     for n, s, dt in zip(self.sizes, self.shapes, self.dtypes)]
-        self.buffers[name] = (flat, views)
-
-    def param_span(self, arrays):
-        key = tuple(id(a) for a in arrays)
-        if key != self.span_key:
-            self.span_key, self.span = key, span([a for a, n in zip(arrays, self.sizes) if n])
-        return self.span
-
-
 class _Optimizer:
-    _slots: tuple = ()      # state buffers in the kernel's argument order
+    """Groups, validation, the step plan and state handling; subclasses name their kernel, its
+    state buffers (`_slots`, in kernel argument order) and their hyperparameters."""
+
+    _slots: tuple = ()
     _kernel: str = ""
 
     def __init__(self, params, defaults: dict, backend=None):
@@ -91,19 +58,24 @@ class _Optimizer:
         self._backend = resolve_backend(backend, *arrays)
         self._groups, k = [], 0
         for group in self.param_groups:
-            ga = arrays[k:k + len(group["params"])]
-            self._groups.append(_Group(ga, array_info("param", ga[0]).device))
-            k += len(ga)
+            self._groups.append(_optim_state.Group(arrays[k:k + len(group["params"])]))
+            k += len(group["params"])
         for gi in range(len(self.param_groups)):
             self._group_scalars(gi, 1)  # validate the hyperparameters now
+        self._plan_key, self._plan, self._plan_refs = None, None, None
 
     # ------------------------------------------------------------------ subclass hooks
     def _active(self, group) -> tuple:
         """The state buffers this group's options use."""
         return self._slots
 
-    def _scalars(self, group, step):
+    def _scalars(self, group, step) -> tuple:
+        """Validated kernel scalars of `group` at `step`."""
         raise NotImplementedError
+
+    def _with_step(self, scalars, step) -> tuple:
+        """`scalars` (validated at step 1) for another step: only Adam's depend on it."""
+        return scalars
 
     def _fill_value(self, name) -> float:
         return 0.0
@@ -125,17 +97,14 @@ class _Optimizer:
         skip their parameter); omitted, each parameter object's `.grad` is used. With
         skip_if_nonfinite=True, a NaN/Inf anywhere in the gradients leaves parameters and state
         untouched and returns False. Returns True when the step was taken."""
-        params = self._param_arrays()
-        grads = self._grads(grads)
-        plan = self._plan(params, grads)  # validates everything before any write
+        plan = self._current_plan(self._param_arrays(), self._grads(grads))
         if skip_if_nonfinite and self._nonfinite(plan):
             return False
-        for gi, calls in plan:
-            grp = self._groups[gi]
-            for idx, arrays, scalars in calls:
-                launch(self._backend, "optim", self._kernel, arrays,
-                       writes=tuple(range(len(arrays) - 1)), scalars=scalars)
-                grp.steps[idx] += 1
+        for grp, idx, arrays, scalars in plan:
+            scalars = self._with_step(scalars, int(grp.steps[idx[0]]) + 1)
+            launch(self._backend, "optim", self._kernel, arrays,
+                   writes=tuple(range(len(arrays) - 1)), scalars=scalars)
+            grp.steps[idx] += 1
         return True
 
     def zero_grad(self, set_to_none: bool = False) -> None:
@@ -150,40 +119,13 @@ class _Optimizer:
 
     def state_dict(self) -> dict:
         """A flat dict of numbers and host arrays (format in the module docstring)."""
-        sd = {"format": FORMAT, "optimizer": type(self).__name__, "n_groups": len(self._groups)}
-        k = 0
-        for gi, (group, grp) in enumerate(zip(self.param_groups, self._groups)):
-            sd[f"group.{gi}.n_params"] = len(group["params"])
-            for key, value in group.items():
-                if isinstance(value, (bool, int, float)):
-                    sd[f"group.{gi}.{key}"] = value
-                elif isinstance(value, tuple):
-                    sd[f"group.{gi}.{key}"] = np.array(value, np.float64)
-            for j in range(len(grp.sizes)):
-                sd[f"state.{k + j}.step"] = int(grp.steps[j])
-                for name, (_, views) in grp.buffers.items():
-                    sd[f"state.{k + j}.{name}"] = host_copy(views[j])
-            k += len(grp.sizes)
-        return sd
+        return _optim_state.state_dict(self)
 
     def load_state_dict(self, state_dict) -> None:
         """Restore hyperparameters and state from state_dict() (or np.load of its savez file).
         Everything is checked before anything changes."""
-        sd = {key: state_dict[key] for key in state_dict}
-        updates = self._check_state_dict(sd)
-        for gi, group in enumerate(self.param_groups):
-            for key, value in updates[gi].items():
-                group[key] = value
-        k = 0
-        for grp in self._groups:
-            grp.buffers = {}
-            for j in range(len(grp.sizes)):
-                grp.steps[j] = int(sd[f"state.{k + j}.step"])
-                for name in self._slots:
-                    if f"state.{k + j}.{name}" in sd:
-                        grp.allocate(name)
-                        copy_into(grp.buffers[name][1][j], np.asarray(sd[f"state.{k + j}.{name}"]))
-            k += len(grp.sizes)
+        _optim_state.load_state_dict(self, state_dict)
+        self._plan_key = None  # the plan refers to the old buffers
 
     # ------------------------------------------------------------------ internals
     @staticmethod
@@ -220,84 +162,69 @@ class _Optimizer:
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"param_groups[{gi}]: {exc}") from None
 
-    def _plan(self, params, grads):
-        """[(group index, [(param indices, kernel arrays, scalars), ...])], all checked."""
-        plan, k = [], 0
-        for gi, grp in enumerate(self._groups):
-            n = len(grp.sizes)
-            ps, gs = params[k:k + n], grads[k:k + n]
-            for j, (p, g) in enumerate(zip(ps, gs)):
-                # the same dtype and shape as when the state was built (.data may be rebound)
+    def _current_plan(self, params, grads):
+        """The launches of a step. Validating arrays, finding spans and checking overlaps cost
+        more than a small model's step, so the plan is rebuilt only when an array object or a
+        hyperparameter changed (the arrays are kept referenced, so their ids stay theirs)."""
+        hyper = tuple(tuple((k, v) for k, v in g.items() if k != "params") for g in self.param_groups)
+        key = (tuple(map(id, params)), tuple(map(id, grads)), hyper)
+        if key != self._plan_key:
+            plan = self._build_plan(params, grads)  # raises before anything changes
+            self._plan_key, self._plan, self._plan_refs = key, plan, (params, grads)
+        return self._plan
+
+    def _build_plan(self, params, grads):
+        """[(group, param indices, kernel arrays, scalars at step 1)], all checked."""
+        scalars = [self._group_scalars(gi, 1) for gi in range(len(self._groups))]
+        k = 0
+        for grp in self._groups:
+            for j in range(len(grp.sizes)):
+                p, g = params[k + j], grads[k + j]
+                # same dtype and shape as when the state was built (.data may be rebound)
                 check_array(f"params[{k + j}]", p, dtype=grp.dtypes[j], shape=grp.shapes[j],
                             writable=True)
                 if g is not None:
                     check_like(f"grads[{k + j}]", g, f"params[{k + j}]", p)
+            k += len(grp.sizes)
+        plan, k = [], 0
+        for gi, grp in enumerate(self._groups):
+            n = len(grp.sizes)
             active = self._active(self.param_groups[gi])
             for name in active:
                 grp.allocate(name, self._fill_value(name))
-            plan.append((gi, self._group_calls(gi, grp, ps, gs, active, k)))
+            for idx, arrays in self._group_calls(grp, params[k:k + n], grads[k:k + n], active, k):
+                plan.append((grp, idx, arrays, scalars[gi]))
             k += n
         return plan
 
-    def _group_calls(self, gi, grp, ps, gs, active, k0):
+    def _group_calls(self, grp, ps, gs, active, k0):
+        """One call over the group's spans when params, grads and state are each one buffer
+        and all steps agree; else one call per array (zero-size ones skipped)."""
         live = [j for j, g in enumerate(gs) if g is not None]
         steps = {int(grp.steps[j]) for j in live}
-        pspan = grp.param_span(ps)
-        gspan = span([gs[j] for j in live if grp.sizes[j]]) if len(live) == len(gs) else None
         flats = [grp.buffers[n][0] if n in active else None for n in self._slots]
-        if pspan is not None and gspan is not None and len(steps) == 1 and all(
-                f is not None for f, n in zip(flats, self._slots) if n in active):
-            check_no_overlap({"params": pspan, **{n: f for n, f in zip(self._slots, flats)}},
-                             {"grads": gspan})
-            scalars = self._group_scalars(gi, steps.pop() + 1)
-            return [(list(range(len(gs))), (pspan, *flats, gspan), scalars)]
+        pspan = span([p for p, n in zip(ps, grp.sizes) if n])
+        gspan = span([gs[j] for j in live if grp.sizes[j]]) if len(live) == len(gs) else None
+        if (pspan is not None and gspan is not None and len(steps) == 1
+                and all(f is not None for f, n in zip(flats, self._slots) if n in active)):
+            check_no_overlap({"params": pspan, **dict(zip(self._slots, flats))}, {"grads": gspan})
+            return [(np.arange(len(gs)), (pspan, *flats, gspan))]
         calls = []
         for j in live:
             state = [grp.buffers[n][1][j] if n in active else None for n in self._slots]
             check_no_overlap({f"params[{k0 + j}]": ps[j], **dict(zip(self._slots, state))},
                              {f"grads[{k0 + j}]": gs[j]})
             if grp.sizes[j]:
-                calls.append(([j], (ps[j], *state, gs[j]), self._group_scalars(gi, grp.steps[j] + 1)))
+                calls.append((np.array([j]), (ps[j], *state, gs[j])))
         return calls
 
     def _nonfinite(self, plan) -> bool:
-        grads = [arrays[-1] for _, calls in plan for _, arrays, _ in calls]
+        """Any NaN/Inf in the plan's gradients: one counting pass, one read-back."""
+        grads = [arrays[-1] for _, _, arrays, _ in plan]
         device = self._backend == "cuda" and any(not isinstance(g, np.ndarray) for g in grads)
         count = full(1, np.int64, device, 0)
         _ops._count_nonfinite(self._backend, grads, count)
         return int(host_copy(count)[0]) > 0
-
-    def _check_state_dict(self, sd):
-        def scalar(key):
-            if key not in sd:
-                raise KeyError(f"state_dict lacks {key!r}")
-            return np.asarray(sd[key]).item()
-
-        if scalar("format") != FORMAT or scalar("optimizer") != type(self).__name__:
-            raise ValueError(f"state_dict is not a {FORMAT} state of {type(self).__name__}")
-        if scalar("n_groups") != len(self._groups):
-            raise ValueError(f"state_dict has {scalar('n_groups')} groups; this optimizer has "
-                             f"{len(self._groups)}")
-        updates, k = [], 0
-        for gi, (group, grp) in enumerate(zip(self.param_groups, self._groups)):
-            if scalar(f"group.{gi}.n_params") != len(grp.sizes):
-                raise ValueError(f"state_dict group {gi} has a different number of parameters")
-            upd = {}
-            for key, value in group.items():
-                if f"group.{gi}.{key}" in sd and isinstance(value, (bool, int, float, tuple)):
-                    raw = np.asarray(sd[f"group.{gi}.{key}"])
-                    upd[key] = tuple(float(x) for x in raw) if isinstance(value, tuple) \
-                        else type(value)(raw.item())
-            updates.append(upd)
-            for j, shape in enumerate(grp.shapes):
-                scalar(f"state.{k + j}.step")
-                for name in self._slots:
-                    a = sd.get(f"state.{k + j}.{name}")
-                    if a is not None and tuple(np.shape(a)) != shape:
-                        raise ValueError(f"state.{k + j}.{name} has shape {np.shape(a)}; "
-                                         f"parameter {k + j} has {shape}")
-            k += len(grp.sizes)
-        return updates
 
 
 class SGD(_Optimizer):
@@ -374,6 +301,10 @@ class Adam(_Optimizer):
 
     def _active(self, group):
         return self._slots if group["amsgrad"] else self._slots[:2]
+
+    def _with_step(self, scalars, step):
+        beta1, beta2 = scalars[1], scalars[2]  # bias corrections 1 - beta^step, in float64
+        return (*scalars[:8], 1.0 - beta1**step, 1.0 - beta2**step)
 
     def _scalars(self, group, step):
         betas = group["betas"]
