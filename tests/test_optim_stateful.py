@@ -224,3 +224,31 @@ def test_device_arrays_keep_state_on_the_device(name, launches):
         np.testing.assert_allclose(d.copy_to_host(), h, rtol=2e-5, atol=1e-6)
     sd = dev_opt.state_dict()
     assert all(isinstance(v, np.ndarray) for k, v in sd.items() if k.startswith("state.") and not k.endswith("step"))
+
+
+def test_span_detection():
+    from fusedops._flat import span
+
+    flat, views = optim.flatten(_model())
+    s = span(views)
+    assert s is not None and s.size == flat.size and np.shares_memory(s, flat)
+    assert span(views[1:3]).size == views[1].size + views[2].size
+    assert span([views[0], views[2]]) is None                      # a gap
+    assert span([views[1], views[0]]) is None                      # out of order
+    assert span([a.copy() for a in views]) is None                 # separate allocations
+    assert span([flat[:10], flat[10:20].view(np.int32)]) is None   # dtype change
+    wide = np.zeros(20, np.float32)
+    assert span([wide[::2]]) is None                               # not contiguous
+
+
+def test_mixed_dtypes_and_empty_parameters(launches):
+    params = [np.ones(3, np.float32), np.zeros(0, np.float32), np.ones(4, np.float64)]
+    opt = optim.Adam(params, lr=0.1, backend="numba")
+    assert opt.step([np.ones(3, np.float32), np.zeros(0, np.float32), -np.ones(4)])
+    assert [n for _, n in launches] == [3, 4]  # the empty one needs no call
+    np.testing.assert_allclose(params[0], 0.9, rtol=1e-6)
+    np.testing.assert_allclose(params[2], 1.1, rtol=1e-12, atol=2e-9)  # eps: 0.1*1/(1 + 1e-8)
+    _, views = optim.flatten([np.ones(3), np.zeros((0, 2)), np.ones(2)])
+    launches.clear()
+    optim.SGD(views, lr=0.5, backend="c").step([np.ones(3), np.zeros((0, 2)), np.ones(2)])
+    assert [n for _, n in launches] == [3, 2]  # grads are separate arrays: one call each
