@@ -252,3 +252,21 @@ def test_mixed_dtypes_and_empty_parameters(launches):
     launches.clear()
     optim.SGD(views, lr=0.5, backend="c").step([np.ones(3), np.zeros((0, 2)), np.ones(2)])
     assert [n for _, n in launches] == [3, 2]  # grads are separate arrays: one call each
+
+
+@pytest.mark.cuda
+def test_device_parameter_objects_and_zero_grad():
+    if backends.backend_unavailable_reason("cuda"):
+        pytest.skip("cuda unavailable")
+    from numba import cuda
+
+    _, data = optim.flatten([cuda.to_device(a) for a in _model()])
+    gflat, grads = optim.flatten([cuda.to_device(g) for g in _grads(1)])
+    params = [Param(d, g) for d, g in zip(data, grads)]
+    opt = optim.SGD(params, lr=0.1)
+    before = [d.copy_to_host() for d in data]
+    assert opt.step()
+    for d, d0, g in zip(data, before, _grads(1)):
+        np.testing.assert_allclose(d.copy_to_host(), d0 - np.float32(0.1) * g, rtol=1e-6)
+    opt.zero_grad()
+    assert not gflat.copy_to_host().any()
