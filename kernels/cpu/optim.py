@@ -16,7 +16,6 @@ Why the options:
 """
 import math
 
-import numpy as np
 from numba import njit, prange
 
 _FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
