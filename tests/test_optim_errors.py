@@ -131,6 +131,10 @@ def test_optimizer_rejects_bad_construction():
         optim.SGD([{"params": [w]}, {"params": [w.copy()], "weight_decay": -1}], lr=0.1)
     with pytest.raises(ValueError, match="betas must be a pair"):
         optim.Adam([w], lr=0.1, betas=(0.9,))
+    with pytest.raises(ValueError, match="betas must be a pair"):
+        optim.Adam([w], lr=0.1, betas=0.9)
+    with pytest.raises(ValueError, match=r"beta2 must be < 1"):
+        optim.AdamW([w], lr=0.1, betas=(0.9, 1.0))
     with pytest.raises(ValueError, match="nesterov=True requires momentum > 0"):
         optim.SGD([w], lr=0.1, nesterov=True)
     ro = np.zeros(5, np.float32)

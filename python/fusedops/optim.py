@@ -295,7 +295,8 @@ class Adam(_Optimizer):
 
     def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, l1=0.0,
                  amsgrad=False, eps_inside_sqrt=False, *, backend=None):
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+        betas = tuple(betas) if isinstance(betas, (list, tuple)) else betas  # checked in _scalars
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       l1=l1, amsgrad=amsgrad, eps_inside_sqrt=eps_inside_sqrt),
                          backend)
 
