@@ -62,3 +62,40 @@ def test_nonfinite_count(backend):
             count = np.zeros(1, np.int64)
             _count_nonfinite(backend, [g, g[: n // 2]], count)
             assert count[0] == bad.size + np.count_nonzero(bad < n // 2)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])
+def test_cuda_grid_stride_loops(case, monkeypatch):
+    """A grid smaller than the data: every thread walks several elements (the simulator's grids
+    otherwise cover the data in one pass)."""
+    from fusedops import backends
+
+    if backends.backend_unavailable_reason("cuda"):
+        pytest.skip("cuda unavailable")
+    from fusedops.kernels.cuda import optim as cuda_optim
+
+    monkeypatch.setattr(cuda_optim, "grid_for", lambda n, tpb: 2)
+    n = 300
+    w, grads = initial(n, np.float64), gradients(n, 3, np.float64)
+    got = run(case, "elastic", "cuda", w, grads)
+    ref = run(case, "elastic", "numpy", w, grads)
+    for name in ref:
+        np.testing.assert_allclose(got[name], ref[name], rtol=1e-13, atol=1e-15, err_msg=name)
+
+
+@pytest.mark.cuda
+def test_cuda_nonfinite_count_grid_stride(monkeypatch):
+    from fusedops import backends
+    from fusedops.ops.optim import _count_nonfinite
+
+    if backends.backend_unavailable_reason("cuda"):
+        pytest.skip("cuda unavailable")
+    from fusedops.kernels.cuda import optim as cuda_optim
+
+    monkeypatch.setattr(cuda_optim, "grid_for", lambda n, tpb: 2)
+    g = np.ones(300, np.float32)
+    g[[0, 63, 64, 200, 299]] = [np.nan, np.inf, -np.inf, np.nan, np.inf]
+    count = np.zeros(1, np.int64)
+    _count_nonfinite("cuda", [g], count)
+    assert count[0] == 5
