@@ -129,7 +129,14 @@ def test_mlp_adam(benchmark, backend, layout):
     groups = [{"params": params[:24], "weight_decay": 0.01}, {"params": params[24:]}]
     opt = optim.Adam(groups, lr=1e-3, backend=backend)
     fn = lambda: opt.step(grads)  # noqa: E731
-    fn()
+    to_host = (lambda a: a.copy_to_host()) if backend == "cuda" else (lambda a: np.array(a))
+    w0, b0 = to_host(params[23]), to_host(params[47])
+    fn()  # warm-up, and the step checked against the reference: last weight and last bias
+    for k, w, wd in ((23, w0, 0.01), (47, b0, 0.0)):
+        g = to_host(grads[k])
+        ops.adam_step(w, g, np.zeros_like(w), np.zeros_like(w), step=1, lr=1e-3, weight_decay=wd,
+                      backend="numpy")
+        np.testing.assert_allclose(to_host(params[k]), w, rtol=1e-5, atol=1e-6)
     run_benchmark(benchmark, fn, nbytes=28 * MLP_PARAMS, on_gpu=backend == "cuda", sync=sync)
 
 
