@@ -68,21 +68,40 @@ def _rmsprop_kernel(w, s, h, ga, g, lr, alpha, oma, eps_in, eps_out, beta, l2, l
             w[i] = wi - lr * hi
 
 
+@cuda.jit(device=True, inline=True)
+def _adam_moments(wi, gi, mi, vi, b1, omb1, b2, omb2, l2, l1, zero):
+    gi = gi + l2 * wi + _l1_term(wi, l1, zero)
+    return b1 * mi + omb1 * gi, b2 * vi + omb2 * (gi * gi)
+
+
 @cuda.jit
 def _adam_kernel(w, m, v, vmax, g, step_size, b1, omb1, b2, omb2, inv_c2, eps_in, eps_out,
                  decay, l2, l1, zero):
-    start, stride = cuda.grid(1), cuda.gridsize(1)
-    for i in range(start, w.size, stride):
-        wi = w[i]
-        gi = g[i] + l2 * wi + _l1_term(wi, l1, zero)
-        mi = b1 * m[i] + omb1 * gi
-        vi = b2 * v[i] + omb2 * (gi * gi)
-        m[i] = mi
-        v[i] = vi
+    # Two elements a grid apart per iteration, every load issued before any store: the compiler
+    # keeps loads below stores that may alias them, so this doubles the bytes each thread has
+    # in flight (PyTorch's multi_tensor_apply does the same with ILP 4). Past the end, the
+    # partner index k repeats i: same loads, no store.
+    start, stride, n = cuda.grid(1), cuda.gridsize(1), w.size
+    for i in range(start, n, 2 * stride):
+        j = i + stride
+        k = j if j < n else i
+        w0, g0, m0, v0 = w[i], g[i], m[i], v[i]
+        w1, g1, m1, v1 = w[k], g[k], m[k], v[k]
         if vmax is not None:
-            vi = vmax[i] if vmax[i] > vi else vi
-            vmax[i] = vi
-        w[i] = wi * decay - step_size * (mi / (math.sqrt(vi * inv_c2 + eps_in) + eps_out))
+            x0, x1 = vmax[i], vmax[k]
+        m0, v0 = _adam_moments(w0, g0, m0, v0, b1, omb1, b2, omb2, l2, l1, zero)
+        m1, v1 = _adam_moments(w1, g1, m1, v1, b1, omb1, b2, omb2, l2, l1, zero)
+        m[i], v[i] = m0, v0
+        if vmax is not None:
+            v0 = x0 if x0 > v0 else v0
+            vmax[i] = v0
+        w[i] = w0 * decay - step_size * (m0 / (math.sqrt(v0 * inv_c2 + eps_in) + eps_out))
+        if j < n:
+            m[j], v[j] = m1, v1
+            if vmax is not None:
+                v1 = x1 if x1 > v1 else v1
+                vmax[j] = v1
+            w[j] = w1 * decay - step_size * (m1 / (math.sqrt(v1 * inv_c2 + eps_in) + eps_out))
 
 
 @cuda.jit
