@@ -5,18 +5,17 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("fusedops.nn", reason="the nn API (issue 6) is not in this build")
-pytest.importorskip("sklearn", reason="the digits data ship with scikit-learn")
-pytest.importorskip("matplotlib")
-
-from fusedops.cli import main  # noqa: E402
-from fusedops.demo import FIGURES, optimizer_trajectories  # noqa: E402
+from fusedops.cli import main
+from fusedops.demo import FIGURES, optimizer_trajectories
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
+    pytest.importorskip("fusedops.nn", reason="the nn API (issue 6) is not in this build")
+    pytest.importorskip("sklearn", reason="the digits data ship with scikit-learn")
+    pytest.importorskip("matplotlib")
     out = tmp_path_factory.mktemp("report")
     assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
     return out
