@@ -23,9 +23,11 @@ def _profile(*extra):
 def small_probe(monkeypatch):
     """The probe at a small size (its real size is 8x the last-level cache)."""
     sysinfo.probe.cache_clear()
+    sysinfo.reference_bandwidth.cache_clear()
     monkeypatch.setattr(sysinfo, "probe_elements", lambda itemsize=4: 1 << 16)
     yield
     sysinfo.probe.cache_clear()
+    sysinfo.reference_bandwidth.cache_clear()
 
 
 def test_table_has_every_column_and_row(capsys, small_probe):

@@ -56,18 +56,18 @@ def _host(a):
 
 
 def machine(rep, *, quick, progress, **_):
-    from .sysinfo import format_info, info
+    from .sysinfo import WRITE_ALLOCATE_FACTOR, format_info, info
 
     d = info(probe_bandwidth=not quick, repeat=3)
     print(format_info(d), flush=True)
     rep.summary["info"] = d
+    # what the profile divides by: sysinfo.reference_bandwidth, from the figures just measured
     rep.probe = {}
-    res = d.get("probe", {}).get("results", {})
-    cpu = [res[b]["copy"] for b in ("numba", "c") if b in res] or [r["copy"] for r in res.values()]
-    if cpu:
-        rep.probe["cpu"] = max(cpu)
-    if "cuda" in res:
-        rep.probe["gpu"] = res["cuda"]["copy"]
+    probe = d.get("probe", {})
+    if "reference_gbps_cpu" in probe:
+        rep.probe["cpu"] = probe["reference_gbps_cpu"]
+    if "cuda" in probe.get("results", {}):
+        rep.probe["gpu"] = probe["results"]["cuda"]["copy"] * WRITE_ALLOCATE_FACTOR["gpu"]
 
 
 def _digits(seed):

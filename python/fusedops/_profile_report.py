@@ -52,14 +52,14 @@ def format_tables(result: dict, ops=None) -> str:
     out = []
     dtype = np.dtype(result["settings"]["dtype"])
     probe = result["probe_gbps"]
-    probe_text = ", ".join(f"{k} copy {v:.1f} GB/s" for k, v in probe.items()) or "not measured"
+    probe_text = ", ".join(f"{k} {v:.1f} GB/s" for k, v in probe.items()) or "not measured"
     for op in ops or result["settings"]["ops"]:
         rows = [r for r in result["results"] if r["op"] == op]
         if not rows:
             continue
         spec = OPS[op]
         out.append(f"{op}: {spec.description}  ({dtype.name}, {spec.bytes_per_element(dtype):g} "
-                   f"bytes/element; probe: {probe_text})")
+                   f"bytes/element; probe = copy traffic: {probe_text})")
         out.append(f"  {'size':>7} {'shape':>11}  {'backend':<14} {'median':>10} {'spread':>7} "
                    f"{'GB/s':>8} {'%probe':>7} {'vs numpy':>9}")
         for r in rows:

@@ -62,7 +62,7 @@ def throughput_plot(result: dict, path) -> str:
             gbps = result["probe_gbps"].get(side)
             if gbps:
                 ax.axhline(gbps, color="black", ls=style, lw=0.8, alpha=0.6)
-                ax.annotate(f"{side} copy probe {gbps:.0f} GB/s", (0.02, gbps), va="bottom",
+                ax.annotate(f"{side} probe (copy traffic) {gbps:.0f} GB/s", (0.02, gbps), va="bottom",
                             xycoords=("axes fraction", "data"), fontsize=7, alpha=0.8)
         n_llc = llc / OPS[op].bytes_per_element(dtype) if llc else None
         if n_llc and min(r["n"] for r in rows) < n_llc < 2 * max(r["n"] for r in rows):

@@ -5,7 +5,8 @@ timed region (JIT compilation, first-touch page faults, CUDA context), then `rep
 are taken; each sample runs the op enough times to last at least `min_sample_s` (tiny sizes
 take microseconds, below the timer's useful resolution) and records the mean per call. We
 report the median sample, its spread (interquartile range / median), GB/s from the bytes
-DESIGN.md assigns each op, that figure as a fraction of the copy probe (sysinfo.probe), and
+DESIGN.md assigns each op, that figure as a fraction of the copy probe's memory traffic
+(sysinfo.reference_bandwidth, as in the benchmarks), and
 the speedup over the NumPy reference backend at the same size.
 
 CUDA is timed twice: "cuda" on device arrays (kernel only, including launch overhead) and
@@ -131,18 +132,18 @@ def _targets(backend_list):
 
 
 def _probe_figures(probe, targets) -> dict:
-    """GB/s that each side's results are divided by: the best CPU copy probe, the CUDA copy."""
+    """GB/s that each side's results are divided by: sysinfo.reference_bandwidth, the best
+    copy probe counted as memory traffic (the CPU's write-allocate read included), as the
+    benchmarks do."""
     if isinstance(probe, dict):
         return dict(probe)
     if not probe:
         return {}
-    from .sysinfo import probe as measure
+    from .sysinfo import reference_bandwidth
 
-    out = {}
-    cpu = [b for b in ("numba", "c") if _be.backend_unavailable_reason(b) is None] or ["numpy"]
-    out["cpu"] = max(measure(b, "copy") for b in cpu)
+    out = {"cpu": reference_bandwidth("cpu")}
     if any(t.startswith("cuda") or t == "torch-cuda" for t in targets) and not _be.cuda_simulator():
-        out["gpu"] = measure("cuda", "copy")
+        out["gpu"] = reference_bandwidth("gpu")
     return out
 
 
