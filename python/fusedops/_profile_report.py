@@ -24,7 +24,7 @@ def load_warning(machine: dict) -> str | None:
     """A note when other processes keep cores busy: a parallel region then waits for its
     descheduled threads (milliseconds per call), which no kernel can fix."""
     load, cores, threads = machine.get("load_average_1min"), machine["cores"], machine["threads"]
-    if load is not None and cores and load + threads > cores + 0.5:
+    if load is not None and cores and load + threads > cores + 1:
         return (f"note: load average {load:.1f} on {cores} cores before this run; the threaded "
                 f"backends ({threads} threads) compete with other processes (try --threads "
                 f"{max(1, int(cores - load))})")
