@@ -1,0 +1,245 @@
+"""Training on real data (scikit-learn's digits): accuracy, regularization, early stopping,
+autoencoders against PCA, denoising, save/load, backend interchangeability, bad input."""
+import numpy as np
+import pytest
+from conftest import assert_unchanged, snapshot
+from nn_helpers import HOST_BACKENDS, dropout_layers, one_blas_thread
+
+from fusedops.data import add_noise, load_digits, psnr
+from fusedops.nn import MLP, Autoencoder, History
+
+pytest.importorskip("sklearn")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _blas():
+    with one_blas_thread():
+        yield
+
+
+X_TR, X_TE, Y_TR, Y_TE = load_digits(test_size=0.2, seed=0)
+
+
+def _noisy_subset(n=300, frac=0.2, seed=0):
+    """A small training subset with `frac` of its labels replaced at random: memorizing them is
+    what an unregularized net does and what regularization resists (Zhang et al. 2017)."""
+    y = Y_TR[:n].copy()
+    rng = np.random.default_rng(seed)
+    flip = rng.random(n) < frac
+    y[flip] = rng.integers(0, 10, flip.sum())
+    return X_TR[:n], y
+
+
+# ----------------------------------------------------------------------------- accuracy
+
+@pytest.mark.slow
+def test_digits_accuracy_with_dropout_and_batchnorm():
+    m = MLP([64, 256, 256, 10], dropout=0.2, batchnorm=True, seed=0)
+    hist = m.fit(X_TR, Y_TR, epochs=25, batch_size=64, lr=2e-3)
+    acc = m.score(X_TE, Y_TE)
+    assert acc >= 0.97, f"test accuracy {acc:.4f}"
+    assert hist.loss[-1] < hist.loss[0] / 5 and len(hist.accuracy) == 25
+    assert (m.predict(X_TE) == Y_TE).mean() == pytest.approx(acc)
+    proba = m.predict_proba(X_TE)
+    np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-6)
+    assert np.array_equal(proba.argmax(1), m.predict(X_TE))
+
+
+def test_binary_and_regression_tasks_learn():
+    yb = (Y_TR[:600] % 2).astype(np.int64)
+    b = MLP([64, 32, 1], task="binary", seed=1)
+    b.fit(X_TR[:600], yb, epochs=30, batch_size=32, lr=3e-3)
+    assert b.score(X_TE, Y_TE % 2) > 0.9
+    assert b.predict_proba(X_TE[:5]).shape == (5, 2)
+    r = MLP([64, 32, 1], task="regression", activation="tanh", seed=1)
+    r.fit(X_TR[:600], Y_TR[:600].astype(float), epochs=40, batch_size=32, lr=3e-3)
+    assert r.score(X_TE, Y_TE.astype(float)) > 0.7  # R^2 of regressing the digit's value
+
+
+# ----------------------------------------------------------------------------- regularization
+
+def _gap(**kw):
+    X, y = _noisy_subset()
+    fit_kw = {k: kw.pop(k) for k in ("l1", "l2") if k in kw}
+    m = MLP([64, 256, 256, 10], seed=0, **kw)
+    m.fit(X, y, epochs=60, batch_size=32, lr=1e-3, **fit_kw)
+    return m.evaluate(X_TE, Y_TE)["loss"] - m.evaluate(X, y)["loss"], m
+
+
+def test_regularization_shrinks_the_generalization_gap():
+    plain, _ = _gap()
+    dropout, _ = _gap(dropout=0.5)
+    l2, m_l2 = _gap(l2=1e-2)
+    l1, m_l1 = _gap(l1=1e-3)
+    assert plain > 0.3, plain  # memorized the training labels, noise included
+    assert dropout < 0.5 * plain and l2 < 0.5 * plain, (plain, dropout, l2)
+    # L1's constant pull (sign(w)) parks weights at zero; L2's pull fades as w shrinks
+    near_zero = [np.mean(np.abs(m.net[0].weight.data) < 1e-3) for m in (m_l1, m_l2)]
+    assert near_zero[0] > 2 * near_zero[1] and near_zero[0] > 0.4, near_zero
+
+
+def test_early_stopping_stops_and_restores_the_best_epoch():
+    X, y = _noisy_subset()
+    m = MLP([64, 256, 256, 10], seed=0)
+    hist = m.fit(X, y, epochs=200, batch_size=32, lr=3e-3, validation_data=(X_TE, Y_TE), early_stopping=4)
+    assert hist.stopped_epoch is not None and hist.stopped_epoch < 200
+    assert hist.stopped_epoch == hist.best_epoch + 5 == len(hist.loss) == m.epochs_trained
+    assert hist.val_loss[hist.best_epoch - 1] == min(hist.val_loss) < hist.val_loss[-1]
+    assert hist.restored_best
+    assert m.evaluate(X_TE, Y_TE)["loss"] == pytest.approx(hist.val_loss[hist.best_epoch - 1], rel=1e-6)
+
+
+def test_history_and_validation_split():
+    m = MLP([64, 16, 10], seed=0)
+    hist = m.fit(X_TR, Y_TR, epochs=3, batch_size=128, validation_split=0.25)
+    assert isinstance(hist, History) and hist.epoch == [1, 2, 3]
+    assert len(hist.val_loss) == len(hist.val_accuracy) == len(hist.time) == 3 and hist.stopped_epoch is None
+    assert hist.best_epoch == 1 + int(np.argmin(hist.val_loss))
+    # the validation rows are the last quarter, in eval mode after the epoch
+    assert hist.val_loss[-1] == pytest.approx(m.evaluate(X_TR[-360:], Y_TR[-360:])["loss"], rel=1e-6)
+    assert hist["loss"] is hist.loss and set(hist.as_dict()) >= {"loss", "val_accuracy", "best_epoch"}
+
+
+def test_progress_bar_and_its_absence(monkeypatch, capsys):
+    m = MLP([64, 8, 10], seed=0)
+    m.fit(X_TR[:200], Y_TR[:200], epochs=2, batch_size=50, verbose=1)
+    assert "loss" in capsys.readouterr().err  # the tqdm bar, with metrics
+    monkeypatch.setitem(__import__("sys").modules, "tqdm.auto", None)  # tqdm not installed
+    m.fit(X_TR[:200], Y_TR[:200], epochs=2, batch_size=50, verbose=1)
+    out = capsys.readouterr().out
+    assert out.count("epoch") == 2 and "acc" in out
+
+
+# ----------------------------------------------------------------------------- autoencoders
+
+def _pca_mse(k):
+    mu = X_TR.astype(np.float64).mean(0)
+    _, _, vt = np.linalg.svd(X_TR - mu, full_matrices=False)
+    v = vt[:k].T
+    return float((((X_TE - mu) @ v @ v.T + mu - X_TE) ** 2).mean())
+
+
+def test_autoencoder_beats_pca_and_samples():
+    ae = Autoencoder(64, (128,), 16, seed=0)
+    ae.fit(X_TR, epochs=40, batch_size=32, lr=3e-3)
+    mse, pca = ae.evaluate(X_TE)["mse"], _pca_mse(16)
+    assert mse <= 1.1 * pca, (mse, pca)
+    np.testing.assert_allclose(mse, ((ae.reconstruct(X_TE) - X_TE) ** 2).mean(), rtol=1e-5)
+    z = ae.encode(X_TE)
+    assert z.shape == (len(X_TE), 16)
+    np.testing.assert_allclose(ae.decode(z), ae.reconstruct(X_TE), rtol=1e-5, atol=1e-6)
+    s = ae.sample(5, seed=1)
+    assert s.shape == (5, 64) and s.min() >= 0 and s.max() <= 1
+    path = ae.interpolate(X_TE[0], X_TE[1], steps=5)
+    assert path.shape == (5, 64)
+    np.testing.assert_allclose(path[0], ae.reconstruct(X_TE[:1])[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("noise", [("gaussian", 0.3), ("masking", 0.3)])
+def test_denoising_autoencoder_raises_psnr(noise):
+    kind, level = noise
+    ae = Autoencoder(64, (128,), 32, noise=noise, seed=0)
+    ae.fit(X_TR, epochs=30, batch_size=32, lr=3e-3)
+    noisy = add_noise(X_TE, kind, level, seed=1)
+    before, after = psnr(X_TE, noisy), psnr(X_TE, ae.reconstruct(noisy))
+    assert after >= before + 3, (before, after)
+
+
+# ----------------------------------------------------------------------------- persistence
+
+def _state(m):
+    return m.flat.data.copy(), [d.offset for d in dropout_layers(m.net)], [
+        (bn.running_mean.copy(), bn.running_var.copy()) for bn in m._bn_layers()]
+
+
+def test_save_load_continues_exactly(tmp_path):
+    X, y = X_TR[:400], Y_TR[:400]
+    m = MLP([64, 32, 32, 10], dropout=0.2, batchnorm=True, seed=3)
+    m.fit(X, y, epochs=2, batch_size=32, l2=1e-3)
+    m.save(tmp_path / "m.npz")
+    m2 = MLP.load(tmp_path / "m.npz")
+    assert m2.config == m.config and m2.epochs_trained == 2
+    np.testing.assert_array_equal(m2.predict_proba(X_TE), m.predict_proba(X_TE))
+    h1 = m.fit(X, y, epochs=2, batch_size=32, l2=1e-3)
+    h2 = m2.fit(X, y, epochs=2, batch_size=32, l2=1e-3)
+    assert h1.loss == h2.loss
+    for a, b in zip(_state(m), _state(m2)):
+        np.testing.assert_equal(a, b)
+    # and two fits of 2 epochs are one fit of 4
+    m4 = MLP([64, 32, 32, 10], dropout=0.2, batchnorm=True, seed=3)
+    h4 = m4.fit(X, y, epochs=4, batch_size=32, l2=1e-3)
+    assert h4.loss[2:] == h1.loss
+    np.testing.assert_array_equal(m4.flat.data, m.flat.data)
+
+
+def test_autoencoder_save_load(tmp_path):
+    ae = Autoencoder(64, (32,), 8, noise=("masking", 0.2), dropout=0.1, seed=1)
+    ae.fit(X_TR[:300], epochs=2, batch_size=32)
+    ae.save(tmp_path / "ae")
+    ae2 = Autoencoder.load(tmp_path / "ae")
+    assert ae2.noise_step == ae.noise_step > 0
+    np.testing.assert_array_equal(ae2.sample(3, seed=2), ae.sample(3, seed=2))
+    ae.fit(X_TR[:300], epochs=1, batch_size=32)
+    ae2.fit(X_TR[:300], epochs=1, batch_size=32)
+    np.testing.assert_array_equal(ae.flat.data, ae2.flat.data)
+    with pytest.raises(TypeError, match="Autoencoder"):
+        MLP.load(tmp_path / "ae.npz")
+
+
+# ----------------------------------------------------------------------------- backends
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float32, 2e-4), (np.float64, 1e-9)])
+def test_backends_train_to_the_same_losses(dtype, rtol):
+    runs = {}
+    for be in HOST_BACKENDS:
+        m = MLP([64, 48, 32, 10], dropout=0.3, batchnorm=True, seed=7, backend=be, dtype=dtype)
+        runs[be] = (m.fit(X_TR[:500], Y_TR[:500], epochs=3, batch_size=50, optimizer="adam").loss, m)
+    ref_loss, ref = runs["numpy"]
+    for be, (loss, m) in runs.items():
+        np.testing.assert_allclose(loss, ref_loss, rtol=rtol, err_msg=be)
+        np.testing.assert_allclose(m.flat.data, ref.flat.data, rtol=100 * rtol, atol=100 * rtol, err_msg=be)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    (dict(X=X_TR[:50, :60]), ValueError, "60 features but the model expects 64"),
+    (dict(y=np.full(50, 10)), ValueError, r"labels must be in \[0, 9\]"),
+    (dict(y=np.full(50, -1)), ValueError, "labels must be in"),
+    (dict(y=np.full(50, 0.5)), ValueError, "integer class labels"),
+    (dict(y=Y_TR[:40]), ValueError, "40 rows but X has 50"),
+    (dict(X=np.where(np.arange(64) == 3, np.nan, X_TR[:50])), ValueError, "X contains NaN"),
+    (dict(X=X_TR[:50, 0]), ValueError, "2-D"),
+    (dict(batch_size=0), ValueError, "batch_size"),
+    (dict(batch_size=2.5), TypeError, "batch_size"),
+    (dict(epochs=-1), ValueError, "epochs"),
+    (dict(lr=0.0), ValueError, "lr"),
+    (dict(optimizer="lbfgs"), ValueError, "optimizer"),
+    (dict(validation_split=1.0), ValueError, "validation_split"),
+    (dict(validation_split=0.2, validation_data=(X_TE, Y_TE)), ValueError, "not both"),
+    (dict(validation_data=(X_TE[:, :8], Y_TE)), ValueError, r"validation_data\[0\] has 8 features"),
+    (dict(early_stopping=-2), ValueError, "early_stopping"),
+])
+def test_bad_fit_input_raises_and_changes_nothing(kwargs, exc, match):
+    m = MLP([64, 16, 10], dropout=0.2, batchnorm=True, seed=0)
+    args = dict(X=X_TR[:50], y=Y_TR[:50], epochs=1, batch_size=10)
+    args.update(kwargs)
+    arrays = [m.flat.data, args["X"], args["y"]] + [bn.running_mean for bn in m._bn_layers()]
+    copies = snapshot(*arrays)
+    with pytest.raises(exc, match=match):
+        m.fit(args.pop("X"), args.pop("y"), **args)
+    assert_unchanged(arrays, copies)
+    assert m.epochs_trained == 0 and m.optimizer is None
+    assert all(d.offset == 0 for d in dropout_layers(m.net))
+
+
+def test_bad_predict_input():
+    m = MLP([64, 16, 10], seed=0)
+    with pytest.raises(ValueError, match="12 features"):
+        m.predict(np.zeros((3, 12)))
+    with pytest.raises(TypeError, match="numeric"):
+        m.predict(np.array([["a"] * 64]))
+    with pytest.raises(RuntimeError, match="fit"):
+        Autoencoder(64, (8,), 2).sample(3)
+    with pytest.raises(ValueError, match="l1 / l2"):
+        m.fit(X_TR[:20], Y_TR[:20], epochs=1, optimizer=object(), l2=0.1)
