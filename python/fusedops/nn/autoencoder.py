@@ -105,7 +105,7 @@ class Autoencoder(Model):
             y, _ = ops.dropout_forward(xb, level, seed=self.noise_seed, offset=step, mode="classic",
                                        training=True, out=self.xp.empty_like(xb), return_mask=False,
                                        backend=self.backend)
-            return y
+            return self.xp.asarray(y)
         rng = np.random.default_rng([self.noise_seed, step])  # host RNG: the same noise on every backend
         return xb + self.xp.asarray(rng.standard_normal(xb.shape, dtype=self.dtype) * self.dtype.type(level))
 

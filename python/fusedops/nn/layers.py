@@ -210,21 +210,21 @@ class Dropout(Layer):
             y, _ = ops.dropout_forward(x, self.p, seed=self.seed, offset=self.offset, mode=self.mode,
                                        training=False, out=self.xp.empty_like(x), return_mask=False,
                                        backend=self.backend)
-            return y
+            return self.xp.asarray(y)
         y, mask = ops.dropout_forward(x, self.p, seed=self.seed, offset=self.offset, mode=self.mode,
                                       training=True, out=self.xp.empty_like(x),
                                       return_mask=self.keep_mask, backend=self.backend)
         self._saved = (mask, self.offset)
         self.offset += 1
-        return y
+        return self.xp.asarray(y)  # the op returns `out`; asarray keeps it a CuPy array either way
 
     def backward(self, dy):
         if self._saved is None:
             raise RuntimeError("Dropout.backward needs a forward pass in training mode first")
         mask, offset = self._saved
-        return ops.dropout_backward(dy, p=self.p, mask=mask, seed=None if mask is not None else self.seed,
+        return self.xp.asarray(ops.dropout_backward(dy, p=self.p, mask=mask, seed=None if mask is not None else self.seed,
                                     offset=offset, mode=self.mode, out=self.xp.empty_like(dy),
-                                    backend=self.backend)
+                                    backend=self.backend))
 
     def state(self):
         return {"offset": self.offset}
@@ -265,7 +265,7 @@ class BatchNorm1d(Layer):
             training=self.training, momentum=self.momentum, eps=self.eps,
             out=self.xp.empty_like(x), backend=self.backend)
         self._saved = (x, mean, invstd) if self.training else None
-        return y
+        return self.xp.asarray(y)
 
     def backward(self, dy):
         if self._saved is None:
