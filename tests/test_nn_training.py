@@ -243,3 +243,15 @@ def test_bad_predict_input():
         Autoencoder(64, (8,), 2).sample(3)
     with pytest.raises(ValueError, match="l1 / l2"):
         m.fit(X_TR[:20], Y_TR[:20], epochs=1, optimizer=object(), l2=0.1)
+
+
+def test_train_step_and_set_optimizer():
+    m = MLP([64, 32, 10], batchnorm=True, seed=0)
+    with pytest.raises(RuntimeError, match="set_optimizer"):
+        m.train_step(X_TR[:64], Y_TR[:64])
+    opt = m.set_optimizer("sgd", lr=0.5, l2=1e-4)
+    assert [g["weight_decay"] for g in opt.param_groups] == [1e-4, 0.0]
+    losses = [float(m.train_step(X_TR[:64], Y_TR[:64])) for _ in range(20)]
+    assert losses[-1] < 0.5 * losses[0]
+    assert m.set_optimizer("sgd", lr=0.1) is opt and opt.param_groups[0]["lr"] == 0.1  # same kind: reused
+    assert m.set_optimizer("adam") is not opt

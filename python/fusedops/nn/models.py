@@ -8,6 +8,7 @@ from .layers import BatchNorm1d, Dropout, Linear, Sequential, make_activation
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .parameter import FlatParameters, array_module, resolve_nn_backend, to_host
 from .training import fit as _fit
+from .training import make_optimizer
 
 __all__ = ["Model", "MLP", "TASKS"]
 
@@ -122,6 +123,32 @@ class Model:
                 elif isinstance(layer, BatchNorm1d):
                     yield layer
         return list(walk(self.net))
+
+    def set_optimizer(self, optimizer="adam", *, lr=None, l1: float = 0.0, l2: float = 0.0):
+        """Set (or update, when of the same kind) the optimizer `fit` and `train_step` use;
+        the arguments are those of `fit`. Returns it."""
+        self.optimizer, self.optimizer_name = make_optimizer(self, optimizer, lr, l1, l2)
+        return self.optimizer
+
+    def _step(self, xb, yb):
+        """One training step on device batches: forward, fused loss gradient, backward, one
+        fused optimizer kernel per parameter group. Returns (loss as a 0-d array, output)."""
+        out = self.net.forward(self._train_input(xb))
+        loss, grad = self.loss_fn.value_and_grad(out, yb)
+        self.net.backward(grad)
+        self.optimizer.step()
+        return loss, out
+
+    def train_step(self, x, y=None):
+        """One training step on a batch (host or device arrays; y in the form `fit` takes,
+        y=None for an autoencoder). Returns the batch loss as a 0-d array (on the device for
+        cuda: `float(loss)` synchronizes). Call `set_optimizer` first."""
+        if self.optimizer is None:
+            raise RuntimeError("train_step needs an optimizer: call set_optimizer(...) (or fit) first")
+        X = self._check_X(x, "x")
+        y = self._check_y(y, X, "y")
+        self.net.train()
+        return self._step(self.xp.asarray(X), self.xp.asarray(y))[0]
 
     def fit(self, X, y=None, *, epochs: int, batch_size: int = 32, optimizer="adam", lr=None,
             l1: float = 0.0, l2: float = 0.0, validation_data=None, validation_split: float = 0.0,

@@ -128,8 +128,7 @@ def fit(model, X, y=None, *, epochs, batch_size=32, optimizer="adam", lr=None, l
     X = model._check_X(X, "X")
     y = model._check_y(y, X, "y")
     X, y, val = _split(model, X, y, validation_data, validation_split)
-    opt, name = make_optimizer(model, optimizer, lr, l1, l2)
-    model.optimizer, model.optimizer_name = opt, name
+    model.set_optimizer(optimizer, lr=lr, l1=l1, l2=l2)
     xp, net, n = model.xp, model.net, len(X)
     hist, best, best_state, bar = History(), math.inf, None, _progress(verbose, epochs)
     try:
@@ -140,11 +139,8 @@ def fit(model, X, y=None, *, epochs, batch_size=32, optimizer="adam", lr=None, l
             net.train()
             loss_sum, correct = 0.0, 0.0
             for idx in _batches(n, batch_size, order):
-                xb, yb = xp.asarray(X[idx]), xp.asarray(y[idx])
-                out = net.forward(model._train_input(xb))
-                loss, grad = model.loss_fn.value_and_grad(out, yb)
-                net.backward(grad)
-                opt.step()
+                yb = xp.asarray(y[idx])
+                loss, out = model._step(xp.asarray(X[idx]), yb)
                 loss_sum = loss_sum + loss * len(idx)  # stays on the device until the epoch ends
                 if model.has_accuracy:
                     correct = correct + model._correct(out, yb)
