@@ -3,6 +3,7 @@ import contextlib
 
 import numpy as np
 
+import fusedops
 from fusedops import backends
 from fusedops.nn import Dropout, Sequential
 
@@ -38,11 +39,21 @@ def set_offsets(net, offset):
         d.offset = offset
 
 
-def one_blas_thread():
-    """A context limiting BLAS to one thread. The small GEMMs of these tests gain nothing from
-    more, and on a busy shared machine OpenBLAS's spinning threads slow them many times over."""
+@contextlib.contextmanager
+def single_threaded():
+    """One BLAS thread and one fusedops CPU thread. The small GEMMs and kernels of these tests
+    gain nothing from more, and on a busy shared machine spinning worker threads (OpenBLAS's,
+    Numba's) slow them down many times over and make the test time erratic."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
+        limits = contextlib.nullcontext()
+    else:
+        limits = threadpool_limits(1, user_api="blas")
+    before = fusedops.get_num_threads()
+    fusedops.set_num_threads(1)
+    try:
+        with limits:
+            yield
+    finally:
+        fusedops.set_num_threads(before)

@@ -4,7 +4,7 @@ real GPU and CuPy and skip cleanly without them; without them `backend="cuda"` m
 clear error (tested in every run, the simulator's included)."""
 import numpy as np
 import pytest
-from nn_helpers import one_blas_thread, set_offsets
+from nn_helpers import set_offsets, single_threaded
 
 from fusedops import BackendUnavailableError
 from fusedops.nn import MLP, Autoencoder
@@ -28,8 +28,8 @@ needs_gpu = pytest.mark.skipif(REASON is not None, reason=f"needs a GPU and CuPy
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _blas():
-    with one_blas_thread():
+def _single_threaded():
+    with single_threaded():
         yield
 
 

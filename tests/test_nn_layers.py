@@ -2,7 +2,7 @@
 finite-difference gradient checks of every layer, every loss and whole networks (float64)."""
 import numpy as np
 import pytest
-from nn_helpers import HOST_BACKENDS, numeric_grad, one_blas_thread, set_offsets
+from nn_helpers import HOST_BACKENDS, numeric_grad, set_offsets, single_threaded
 
 from fusedops.nn import (MLP, Autoencoder, BatchNorm1d, BCEWithLogitsLoss, CrossEntropyLoss, Dropout,
                          FlatParameters, LeakyReLU, Linear, MSELoss, Parameter, ReLU, Sequential, Sigmoid,
@@ -10,8 +10,8 @@ from fusedops.nn import (MLP, Autoencoder, BatchNorm1d, BCEWithLogitsLoss, Cross
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _blas():
-    with one_blas_thread():
+def _single_threaded():
+    with single_threaded():
         yield
 
 

@@ -3,7 +3,7 @@ autoencoders against PCA, denoising, save/load, backend interchangeability, bad 
 import numpy as np
 import pytest
 from conftest import assert_unchanged, snapshot
-from nn_helpers import HOST_BACKENDS, dropout_layers, one_blas_thread
+from nn_helpers import HOST_BACKENDS, dropout_layers, single_threaded
 
 from fusedops.data import add_noise, load_digits, psnr
 from fusedops.nn import MLP, Autoencoder, History
@@ -12,8 +12,8 @@ pytest.importorskip("sklearn")
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _blas():
-    with one_blas_thread():
+def _single_threaded():
+    with single_threaded():
         yield
 
 
@@ -32,9 +32,9 @@ def _noisy_subset(n=300, frac=0.2, seed=0):
 
 # ----------------------------------------------------------------------------- accuracy
 
-@pytest.mark.slow
-def test_digits_accuracy_with_dropout_and_batchnorm():
-    m = MLP([64, 256, 256, 10], dropout=0.2, batchnorm=True, seed=0)
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_digits_accuracy_with_dropout_and_batchnorm(backend):
+    m = MLP([64, 256, 256, 10], dropout=0.2, batchnorm=True, seed=0, backend=backend)
     hist = m.fit(X_TR, Y_TR, epochs=25, batch_size=64, lr=2e-3)
     acc = m.score(X_TE, Y_TE)
     assert acc >= 0.97, f"test accuracy {acc:.4f}"
