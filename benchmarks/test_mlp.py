@@ -2,7 +2,11 @@
 per backend, with PyTorch CPU eager (and CUDA when present) as peers in the same groups.
 
 Models: "small" 64-256-256-10 at batch 128 and "large" 1024-4096-4096-1024 at batch 512
-(FUSEDOPS_BENCH_MLP=small picks one). For fusedops backends, `extra_info` holds a breakdown of
+(FUSEDOPS_BENCH_MLP=small picks one), each with the default threads and with one thread
+(`threads=1`: one BLAS thread, one fusedops thread, one torch thread). On a shared 2-core
+machine the default pair of thread pools — OpenBLAS's pthreads for the GEMMs and OpenMP for
+the fused kernels — spin against each other between the many short calls of a small model;
+one thread each avoids it. For fusedops backends, `extra_info` holds a breakdown of
 the step in ms: GEMMs (Linear layers, bias included), fused-op kernels (dropout, batch norm,
 optimizer), NumPy/CuPy elementwise work (activations, loss), and Python overhead (the layer
 loop plus the fixed validation/dispatch cost of each fused-op call). Run with `-s` to print it.
@@ -11,6 +15,7 @@ loop plus the fixed validation/dispatch cost of each fused-op call). Run with `-
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections import defaultdict
@@ -19,6 +24,7 @@ import numpy as np
 import pytest
 from conftest import backend_params, cuda_sync, peer_params, torch
 
+import fusedops
 from fusedops import ops
 from fusedops.nn import MLP, BatchNorm1d, Dropout, Linear, Sequential
 
@@ -66,6 +72,27 @@ def _torch(case, device):
     return step
 
 
+@contextlib.contextmanager
+def _threads(n):
+    """n = None: leave the defaults; else n BLAS, fusedops and torch threads."""
+    if n is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    before = fusedops.get_num_threads(), (torch.get_num_threads() if torch is not None else None)
+    fusedops.set_num_threads(n)
+    if torch is not None:
+        torch.set_num_threads(n)
+    try:
+        with threadpool_limits(n, user_api="blas"):
+            yield
+    finally:
+        fusedops.set_num_threads(before[0])
+        if torch is not None:
+            torch.set_num_threads(before[1])
+
+
 def _leaves(seq):
     for layer in seq:
         if isinstance(layer, Sequential):
@@ -100,14 +127,15 @@ def _call_overhead(backend, reps=200):
     return float(np.mean(costs))
 
 
-def breakdown(m, xb, yb, total_s, reps=10, sync=None):
-    """Split one step's time (ms) into GEMM, fused kernels, elementwise and Python overhead."""
+def breakdown(m, xb, yb, reps=10, sync=None):
+    """Split one step's time (ms, medians over `reps` instrumented steps) into GEMM, fused
+    kernels, elementwise work and Python overhead (what the instrumented step spends outside
+    the timed calls, plus the fixed validation/dispatch cost of each fused-op call)."""
     sync = sync or (lambda: None)
     layers = list(_leaves(m.net))
-    cats, calls = defaultdict(float), 0
+    rows = []
 
-    def timed(cat, fn, *args):
-        sync()
+    def timed(cats, cat, fn, *args):
         t0 = time.perf_counter()
         r = fn(*args)
         sync()
@@ -115,20 +143,24 @@ def breakdown(m, xb, yb, total_s, reps=10, sync=None):
         return r
 
     for _ in range(reps):
+        cats = defaultdict(float)
+        sync()
+        t0 = time.perf_counter()
         x = xb
         for layer in layers:
-            x = timed(_category(layer), layer.forward, x)
-        _, g = timed("elementwise", m.loss_fn.value_and_grad, x, yb)
+            x = timed(cats, _category(layer), layer.forward, x)
+        _, g = timed(cats, "elementwise", m.loss_fn.value_and_grad, x, yb)
         for layer in reversed(layers):
-            g = timed(_category(layer), layer.backward, g)
-        timed("fused", m.optimizer.step)
-    n_fused_calls = 2 * sum(_category(layer) == "fused" for layer in layers) + len(m.optimizer.param_groups)
-    per_call = 0.0 if m.backend == "cuda" else _call_overhead(m.backend)
-    ms = {k: 1e3 * v / reps for k, v in cats.items()}
-    calls = 1e3 * per_call * n_fused_calls
-    ms["fused"] = max(ms.get("fused", 0.0) - calls, 0.0)
-    ms["python_overhead"] = max(1e3 * total_s - ms["gemm"] - ms["fused"] - ms["elementwise"], 0.0)
-    ms["fused_call_overhead_included"] = calls
+            g = timed(cats, _category(layer), layer.backward, g)
+        timed(cats, "fused", m.optimizer.step)
+        cats["step"] = time.perf_counter() - t0
+        rows.append(cats)
+    ms = {k: 1e3 * float(np.median([r[k] for r in rows])) for k in ("step", "gemm", "fused", "elementwise")}
+    n_calls = 2 * sum(_category(layer) == "fused" for layer in layers) + len(m.optimizer.param_groups)
+    calls = 0.0 if m.backend == "cuda" else 1e3 * _call_overhead(m.backend) * n_calls
+    ms["fused"] = max(ms["fused"] - calls, 0.0)
+    ms["python_overhead"] = max(ms["step"] - ms["gemm"] - ms["fused"] - ms["elementwise"], 0.0)
+    ms["fused_call_overhead"] = calls  # part of python_overhead
     return {k: round(v, 3) for k, v in ms.items()}
 
 
@@ -144,17 +176,26 @@ def _check_ours(m, xb, yb, case):
 
 
 @pytest.mark.parametrize("case", SELECTED)
+@pytest.mark.parametrize("threads", [None, 1], ids=["threads=default", "threads=1"])
 @pytest.mark.parametrize("backend", backend_params() + peer_params())
-def test_mlp_step(benchmark, backend, case):
+def test_mlp_step(benchmark, backend, threads, case):
+    if threads is not None and backend in ("cuda", "torch-cuda"):
+        pytest.skip("host threads do not apply to a GPU step")
+    pytest.importorskip("threadpoolctl")
+    with _threads(threads):
+        _run(benchmark, backend, case, threads)
+
+
+def _run(benchmark, backend, case, threads):
     sizes, batch = CASES[case]
     benchmark.group = f"mlp-step {case} {'-'.join(map(str, sizes))} batch={batch}"
     rounds = dict(rounds=5, iterations=1, warmup_rounds=1) if case == "large" else None
     if backend.startswith("torch"):
         device = "cuda" if backend == "torch-cuda" else "cpu"
         step = _torch(case, device)
-        first = float(step())
+        first = float(step().detach())
         for _ in range(3):
-            last = float(step())
+            last = float(step().detach())
         assert last < first
         sync = torch.cuda.synchronize if device == "cuda" else None
     else:
@@ -170,6 +211,6 @@ def test_mlp_step(benchmark, backend, case):
     benchmark.extra_info["params"] = int(sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:])))
     stats = getattr(benchmark, "stats", None)
     if stats is not None and not backend.startswith("torch"):
-        parts = breakdown(m, xb, yb, stats.stats.median, reps=3 if case == "large" else 20, sync=sync)
+        parts = breakdown(m, xb, yb, reps=3 if case == "large" else 50, sync=sync)
         benchmark.extra_info.update({f"ms_{k}": v for k, v in parts.items()})
-        print(f"\n{benchmark.group} {backend}: step {1e3 * stats.stats.median:.3f} ms = {parts}")
+        print(f"\n{benchmark.group} {backend} threads={threads or 'default'}: step {1e3 * stats.stats.median:.3f} ms = {parts}")
