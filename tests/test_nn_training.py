@@ -2,6 +2,8 @@
 autoencoders against PCA, denoising, save/load, backend interchangeability, bad input."""
 import numpy as np
 import pytest
+
+import fusedops
 from conftest import assert_unchanged, snapshot
 from nn_helpers import HOST_BACKENDS, dropout_layers, single_threaded
 
@@ -219,6 +221,7 @@ def test_backends_train_to_the_same_losses(dtype, rtol):
     (dict(validation_split=0.2, validation_data=(X_TE, Y_TE)), ValueError, "not both"),
     (dict(validation_data=(X_TE[:, :8], Y_TE)), ValueError, r"validation_data\[0\] has 8 features"),
     (dict(early_stopping=-2), ValueError, "early_stopping"),
+    (dict(threads=0), ValueError, "threads"),
 ])
 def test_bad_fit_input_raises_and_changes_nothing(kwargs, exc, match):
     m = MLP([64, 16, 10], dropout=0.2, batchnorm=True, seed=0)
@@ -255,3 +258,17 @@ def test_train_step_and_set_optimizer():
     assert losses[-1] < 0.5 * losses[0]
     assert m.set_optimizer("sgd", lr=0.1) is opt and opt.param_groups[0]["lr"] == 0.1  # same kind: reused
     assert m.set_optimizer("adam") is not opt
+
+
+def test_fit_thread_counts():
+    import numba
+
+    m = MLP([64, 8, 10], seed=0)
+    seen = []
+    step = m._step
+    m._step = lambda xb, yb: (seen.append(fusedops.get_num_threads()), step(xb, yb))[1]
+    before = fusedops.get_num_threads()
+    m.fit(X_TR[:64], Y_TR[:64], epochs=1, batch_size=32)  # small model: one thread
+    n = min(2, numba.config.NUMBA_NUM_THREADS)
+    m.fit(X_TR[:64], Y_TR[:64], epochs=1, batch_size=32, threads=n)
+    assert seen == [1, 1, n, n] and fusedops.get_num_threads() == before

@@ -153,7 +153,7 @@ class Model:
     def fit(self, X, y=None, *, epochs: int, batch_size: int = 32, optimizer="adam", lr=None,
             l1: float = 0.0, l2: float = 0.0, validation_data=None, validation_split: float = 0.0,
             early_stopping: int | None = None, shuffle: bool = True, seed: int | None = None,
-            verbose: int = 0):
+            verbose: int = 0, threads: int | None = None):
         """Train with mini-batches; returns a `History`.
 
         optimizer: "sgd" | "adagrad" | "rmsprop" | "adam" | "adamw" (lr defaults to 0.01 for
@@ -168,7 +168,8 @@ class Model:
         """
         return _fit(self, X, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, l1=l1,
                     l2=l2, validation_data=validation_data, validation_split=validation_split,
-                    early_stopping=early_stopping, shuffle=shuffle, seed=seed, verbose=verbose)
+                    early_stopping=early_stopping, shuffle=shuffle, seed=seed, verbose=verbose,
+                    threads=threads)
 
     # ------------------------------------------------------------------ inference
     def _forward_eval(self, X, fn=None):

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..backends import check_int, check_real
+from .threads import auto_threads, limit_threads
 
 __all__ = ["History", "fit", "make_optimizer", "OPTIMIZERS", "DEFAULT_LR"]
 
@@ -118,8 +119,8 @@ def _split(model, X, y, validation_data, validation_split):
 
 def fit(model, X, y=None, *, epochs, batch_size=32, optimizer="adam", lr=None, l1=0.0, l2=0.0,
         validation_data=None, validation_split=0.0, early_stopping=None, shuffle=True, seed=None,
-        verbose=0) -> History:
-    """Train `model` (see MLP.fit for the arguments). Returns the History."""
+        verbose=0, threads=None) -> History:
+    """Train `model` (see Model.fit for the arguments). Returns the History."""
     epochs = check_int("epochs", epochs, lo=0)
     batch_size = check_int("batch_size", batch_size, lo=1)
     patience = None if early_stopping is None else check_int("early_stopping", early_stopping, lo=0)
@@ -128,7 +129,13 @@ def fit(model, X, y=None, *, epochs, batch_size=32, optimizer="adam", lr=None, l
     X = model._check_X(X, "X")
     y = model._check_y(y, X, "y")
     X, y, val = _split(model, X, y, validation_data, validation_split)
+    threads = auto_threads(model, threads)
     model.set_optimizer(optimizer, lr=lr, l1=l1, l2=l2)
+    with limit_threads(threads):
+        return _loop(model, X, y, val, epochs, batch_size, patience, shuffle, seed, verbose)
+
+
+def _loop(model, X, y, val, epochs, batch_size, patience, shuffle, seed, verbose):
     xp, net, n = model.xp, model.net, len(X)
     hist, best, best_state, bar = History(), math.inf, None, _progress(verbose, epochs)
     try:
