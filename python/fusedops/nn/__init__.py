@@ -9,10 +9,12 @@ backpropagation by hand (no autograd), parameters in one flat buffer.
     model.score(Xte, yte)
 """
 from .autoencoder import Autoencoder
-from .layers import (ACTIVATIONS, BatchNorm1d, Dropout, Layer, LeakyReLU, Linear, ReLU, Sequential,
-                     Sigmoid, Tanh, make_activation)
+from .activations import ACTIVATIONS, LeakyReLU, ReLU, Sigmoid, Tanh, make_activation
+from .fused_layers import BatchNorm1d, Dropout
+from .layers import Layer, Linear, Sequential
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
-from .models import MLP, TASKS, Model
+from .mlp import MLP, TASKS
+from .models import Model
 from .parameter import FlatParameters, Parameter
 from .serialization import load, save
 from .training import History

@@ -6,7 +6,9 @@ import numpy as np
 
 from .. import ops
 from ..backends import check_int, check_real
-from .layers import BatchNorm1d, Dropout, Linear, Sequential, Sigmoid, make_activation
+from .activations import Sigmoid, make_activation
+from .fused_layers import BatchNorm1d, Dropout
+from .layers import Linear, Sequential
 from .losses import BCEWithLogitsLoss, MSELoss
 from .models import Model, _dtype, layer_seeds
 from .parameter import to_host

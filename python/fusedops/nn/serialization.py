@@ -73,7 +73,7 @@ def load(path, *, backend=None):
     it is available here, else fusedops' default)."""
     from .. import optim
     from .autoencoder import Autoencoder
-    from .models import MLP
+    from .mlp import MLP
 
     if not os.path.exists(path) and os.path.exists(str(path) + ".npz"):
         path = str(path) + ".npz"
