@@ -227,10 +227,10 @@ def test_network_gradient(task, activation, keep_mask, backend):
     _check_network(m, X, y)
 
 
-@pytest.mark.parametrize("loss", ["mse", "bce"])
-def test_autoencoder_gradient(loss):
-    ae = Autoencoder(6, (5,), 3, loss=loss, batchnorm=True, dropout=0.2, activation="tanh", seed=2,
-                     backend="numpy", dtype=np.float64)
+@pytest.mark.parametrize("loss,output", [("mse", "sigmoid"), ("bce", "sigmoid"), ("mse", "linear")])
+def test_autoencoder_gradient(loss, output):
+    ae = Autoencoder(6, (5,), 3, loss=loss, output=output, batchnorm=True, dropout=0.2, activation="tanh",
+                     seed=2, backend="numpy", dtype=np.float64)
     X = RNG.uniform(size=(8, 6))
     _check_network(ae, X, X)
 

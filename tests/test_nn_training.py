@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import fusedops
+import fusedops.nn
 from conftest import assert_unchanged, snapshot
 from nn_helpers import HOST_BACKENDS, dropout_layers, single_threaded
 
@@ -186,6 +187,7 @@ def test_autoencoder_save_load(tmp_path):
     np.testing.assert_array_equal(ae.flat.data, ae2.flat.data)
     with pytest.raises(TypeError, match="Autoencoder"):
         MLP.load(tmp_path / "ae.npz")
+    assert isinstance(fusedops.nn.load(tmp_path / "ae.npz", backend="numpy"), Autoencoder)
 
 
 # ----------------------------------------------------------------------------- backends
