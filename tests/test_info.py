@@ -28,7 +28,8 @@ def test_probe_reports_every_cpu_backend(monkeypatch):
     results = d["probe"]["results"]
     for b in ("numpy", "numba", "c"):
         assert results[b]["n"] == 1 << 18
-        assert results[b]["copy"] > 0.1 and results[b]["triad"] > 0.1  # GB/s, any real machine
+        # measured, positive, finite GB/s (no floor: a loaded machine can be arbitrarily slow)
+        assert 0 < results[b]["copy"] < float("inf") and 0 < results[b]["triad"] < float("inf")
 
 
 def test_probe_size_is_beyond_the_last_level_cache():

@@ -28,7 +28,10 @@ def ptr(a):
 
 
 def function(name: str, dtype):
-    """lib.fo_<name>_<f32|f64> for the given float dtype."""
+    """lib.fo_<name>_<f32|f64> for the given float dtype; lib.fo_<name> when dtype is None
+    (kernels with no float arrays, such as the RNG and the dropout mask)."""
+    if dtype is None:
+        return getattr(lib, f"fo_{name}")
     return getattr(lib, f"fo_{name}_{_SUFFIX[np.dtype(dtype)]}")
 
 

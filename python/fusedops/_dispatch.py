@@ -26,7 +26,8 @@ def launch(backend, family, name, arrays, *, writes, sizes=None, scalars=(), fla
     """Run kernel `name` of `family`; `writes` are the indices of the arrays it writes."""
     arrays = list(arrays)
     if dtype is None:
-        dtype = next(a.dtype for a in arrays if a is not None and np.dtype(a.dtype).kind == "f")
+        # None when no float array is passed: the C function then has no f32/f64 suffix
+        dtype = next((a.dtype for a in arrays if a is not None and np.dtype(a.dtype).kind == "f"), None)
     if backend == "numpy":
         from . import reference
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -77,20 +77,27 @@ def check_backend_name(name, argname="backend") -> str:
 
 def default_backend(*arrays) -> str:
     """The backend used when none is given: FUSEDOPS_BACKEND, else cuda for GPU arrays, else numba."""
+    return _default_backend(any(is_device_array(a) for a in arrays if a is not None))
+
+
+def _default_backend(on_device: bool) -> str:
     env = os.environ.get("FUSEDOPS_BACKEND")
     if env:
         return check_backend_name(env, "FUSEDOPS_BACKEND")
-    return "cuda" if any(is_device_array(a) for a in arrays) else "numba"
+    return "cuda" if on_device else "numba"
 
 
 def resolve_backend(backend, *arrays) -> str:
     """Pick and check the backend for a call on `arrays` (None entries are ignored)."""
-    arrays = [a for a in arrays if a is not None]
-    name = default_backend(*arrays) if backend is None else check_backend_name(backend)
+    on_device = any(is_device_array(a) for a in arrays if a is not None)
+    if backend is None:
+        name = _default_backend(on_device)
+    else:
+        name = check_backend_name(backend)
     reason = _probe(name)
     if reason is not None:
         raise BackendUnavailableError(f"backend {name!r} is not available: {reason}")
-    if name != "cuda" and any(is_device_array(a) for a in arrays):
+    if name != "cuda" and on_device:
         raise ValueError(f"backend {name!r} runs on the host but a GPU array was given; "
                          "use backend='cuda' or copy the arrays to the host")
     return name
@@ -142,13 +149,14 @@ def get_num_threads() -> int:
 
 def is_device_array(a) -> bool:
     """True for GPU arrays: anything with __cuda_array_interface__, or a simulator array."""
+    if type(a) is np.ndarray:
+        return False
     if hasattr(a, "__cuda_array_interface__"):
         return True
     return type(a).__name__ == "FakeCUDAArray"
 
 
-@dataclass(frozen=True)
-class ArrayInfo:
+class ArrayInfo(NamedTuple):
     dtype: np.dtype
     shape: tuple
     c_contiguous: bool
@@ -181,11 +189,26 @@ def _c_strides(shape, itemsize):
     return tuple(reversed(strides))
 
 
+def _allowed_dtypes(dtype):
+    if dtype is None:
+        return FLOAT_DTYPES
+    if isinstance(dtype, (tuple, list)):
+        return tuple(np.dtype(d) for d in dtype)
+    return (np.dtype(dtype),)
+
+
+def _check_layout(name, info, writable):
+    if not info.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous; pass np.ascontiguousarray({name})")
+    if writable and not info.writable:
+        raise ValueError(f"{name} is read-only but is written by this op")
+
+
 def check_array(name, a, *, dtype=None, shape=None, ndim=None, writable=False) -> ArrayInfo:
     """Check one array argument. `dtype` may be a dtype or a tuple of allowed dtypes
     (default: float32 or float64). Arrays must be C-contiguous; outputs must be writable."""
     info = array_info(name, a)
-    allowed = FLOAT_DTYPES if dtype is None else tuple(np.dtype(d) for d in np.atleast_1d(dtype))
+    allowed = _allowed_dtypes(dtype)
     if info.dtype not in allowed:
         names = " or ".join(str(d) for d in allowed)
         raise TypeError(f"{name} must have dtype {names}; got {info.dtype}")
@@ -193,22 +216,18 @@ def check_array(name, a, *, dtype=None, shape=None, ndim=None, writable=False) -
         raise ValueError(f"{name} must be {ndim}-D; got shape {info.shape}")
     if shape is not None and tuple(info.shape) != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}; got {info.shape}")
-    if not info.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous; pass np.ascontiguousarray({name})")
-    if writable and not info.writable:
-        raise ValueError(f"{name} is read-only but is written by this op")
+    _check_layout(name, info, writable)
     return info
 
 
 def check_like(name, a, ref_name, ref, *, writable=False) -> ArrayInfo:
     """`a` must have the same dtype and shape as `ref` (already checked), same memory side."""
-    ri = array_info(ref_name, ref)
-    dt = array_info(name, a).dtype
-    if dt != ri.dtype:
-        raise TypeError(f"{name} must have the same dtype as {ref_name} ({ri.dtype}); got {dt}")
-    info = check_array(name, a, dtype=(ri.dtype,), writable=writable)
+    ri, info = array_info(ref_name, ref), array_info(name, a)
+    if info.dtype != ri.dtype:
+        raise TypeError(f"{name} must have the same dtype as {ref_name} ({ri.dtype}); got {info.dtype}")
     if info.shape != ri.shape:
         raise ValueError(f"{name} must have the same shape as {ref_name} {ri.shape}; got {info.shape}")
+    _check_layout(name, info, writable)
     if info.device != ri.device:
         raise ValueError(f"{name} and {ref_name} must both be host arrays or both GPU arrays")
     return info

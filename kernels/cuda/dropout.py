@@ -1,0 +1,129 @@
+"""Dropout with the counter-based mask of DESIGN.md for the CUDA backend.
+
+Forward works in tiles of 8 * blockDim elements, grid-stride over tiles. Phase 1: thread t
+makes the mask byte of elements 8t .. 8t+7 of the tile (two Philox blocks), writes it to
+global memory (consecutive threads, consecutive bytes) and to shared memory. Phase 2: thread t
+scales elements t, t + blockDim, ... reading its bit from shared memory, so every load and
+store of x and y is coalesced (a thread-per-byte loop would make each warp access touch 32
+sectors, 8x the L1 / L2 transactions). Every mask byte has one writer and the result does not
+depend on the grid or block size. y = x * keep / divisor is written as a select (x or x*0) so
+it rounds exactly as NumPy's x * keep / divisor.
+"""
+import numpy as np
+from numba import cuda, uint8
+
+from .launch import grid_for
+from .philox import LO, S32, philox4x32_10
+
+MAX_THREADS = 1024  # shared bytes per block: one mask byte per thread of the largest block
+@cuda.jit(device=True, inline=True)
+def _keep_byte(k, n, k0, k1, o0, o1, t32, allk):
+    """Packed keep bits of elements 8k .. 8k+7 (bits past n are 0)."""
+    byte = 0
+    for half in range(2):
+        b = np.uint64(2 * k + half)
+        w0, w1, w2, w3 = philox4x32_10(b & LO, b >> S32, o0, o1, k0, k1)
+        nib = (w0 >= t32) | ((w1 >= t32) << 1) | ((w2 >= t32) << 2) | ((w3 >= t32) << 3)
+        byte |= (nib * allk) << (4 * half)
+    last = n - 8 * k  # valid elements in this byte
+    if last < 8:
+        byte &= (1 << last) - 1
+    return byte
+
+
+@cuda.jit(device=True, inline=True)
+def _keep(byte, b):
+    return (byte >> b) & 1
+
+
+@cuda.jit(device=True, inline=True)
+def _tile(y, mask, x, smask, tile, k0, k1, o0, o1, t32, allk, divisor):
+    """One tile: mask bytes to smask (and mask unless it is None), then y, coalesced."""
+    t, tpb, n = cuda.threadIdx.x, cuda.blockDim.x, x.size
+    k = tile * tpb + t
+    if k < (n + 7) // 8:
+        byte = _keep_byte(k, n, k0, k1, o0, o1, t32, allk)
+        smask[t] = byte
+        if mask is not None:
+            mask[k] = byte
+    cuda.syncthreads()
+    zero = divisor - divisor
+    for r in range(8):
+        local = r * tpb + t
+        e = tile * tpb * 8 + local
+        if e < n:
+            v = x[e]
+            y[e] = (v if _keep(smask[local >> 3], local & 7) else v * zero) / divisor
+    cuda.syncthreads()  # smask is rewritten by the next tile
+
+
+@cuda.jit
+def _forward_kernel(y, mask, x, k0, k1, o0, o1, t32, allk, divisor):
+    smask = cuda.shared.array(MAX_THREADS, uint8)
+    ntiles = ((x.size + 7) // 8 + cuda.blockDim.x - 1) // cuda.blockDim.x
+    for tile in range(cuda.blockIdx.x, ntiles, cuda.gridDim.x):  # uniform per block: syncthreads
+        _tile(y, mask, x, smask, tile, k0, k1, o0, o1, t32, allk, divisor)
+
+
+@cuda.jit
+def _mask_kernel(mask, n, k0, k1, o0, o1, t32, allk):
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for k in range(start, mask.size, stride):
+        mask[k] = np.uint8(_keep_byte(k, n, k0, k1, o0, o1, t32, allk))
+
+
+@cuda.jit
+def _backward_kernel(dx, dy, mask, divisor):
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    zero = divisor - divisor
+    for e in range(start, dy.size, stride):  # one element per thread: coalesced
+        v = dy[e]
+        dx[e] = (v if _keep(mask[e >> 3], e & 7) else v * zero) / divisor
+
+
+@cuda.jit
+def _scale_kernel(y, x, s):
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for i in range(start, x.size, stride):
+        y[i] = s * x[i]
+
+
+def _words(seed, offset, threshold):
+    """Key and counter halves, and the threshold as a 32-bit compare value plus a flag that is 0
+    when threshold = 2^32 (p = 1: nothing is >= it)."""
+    s, o, t = int(seed), int(offset), int(threshold)
+    return (np.uint64(s & 0xFFFFFFFF), np.uint64(s >> 32), np.uint64(o & 0xFFFFFFFF),
+            np.uint64(o >> 32), np.uint64(min(t, 0xFFFFFFFF)), np.int64(t <= 0xFFFFFFFF))
+
+
+def _grid(n, threads_per_block):
+    return grid_for((n + 7) // 8, threads_per_block), threads_per_block
+
+
+def dropout_forward(y, mask, x, seed, offset, threshold, divisor, *, threads_per_block):
+    """y (n,) = x (n,) * keep / divisor; mask (ceil(n/8),) uint8 or None; device arrays."""
+    if x.size == 0:
+        return
+    if threads_per_block > MAX_THREADS:
+        raise ValueError(f"threads_per_block must be <= {MAX_THREADS}; got {threads_per_block}")
+    words, d = _words(seed, offset, threshold), x.dtype.type(divisor)
+    _forward_kernel[_grid(x.size, threads_per_block)](y, mask, x, *words, d)
+
+
+def dropout_mask(mask, n, seed, offset, threshold, *, threads_per_block):
+    """mask (ceil(n/8),) uint8 <- packed keep bits of n elements, a device array."""
+    if n:
+        _mask_kernel[_grid(n, threads_per_block)](mask, np.int64(n), *_words(seed, offset, threshold))
+
+
+def dropout_backward(dx, dy, mask, divisor, *, threads_per_block):
+    """dx (n,) = dy (n,) * keep / divisor, keep unpacked from mask (ceil(n/8),); device arrays."""
+    if dy.size:
+        grid = grid_for(dy.size, threads_per_block)
+        _backward_kernel[grid, threads_per_block](dx, dy, mask, dy.dtype.type(divisor))
+
+
+def dropout_scale(y, x, scale, *, threads_per_block):
+    """y (n,) = scale * x (n,): eval mode; device arrays."""
+    if x.size:
+        _scale_kernel[grid_for(x.size, threads_per_block), threads_per_block](y, x, x.dtype.type(scale))
