@@ -274,3 +274,23 @@ def test_fit_thread_counts():
     n = min(2, numba.config.NUMBA_NUM_THREADS)
     m.fit(X_TR[:64], Y_TR[:64], epochs=1, batch_size=32, threads=n)
     assert seen == [1, 1, n, n] and fusedops.get_num_threads() == before
+
+
+@pytest.mark.parametrize("make_opt", [
+    lambda m: fusedops.optim.SGD(m.param_groups(weight_decay=1e-3), lr=0.05, momentum=0.9),
+    lambda m: fusedops.optim.RMSprop(m.param_groups(), lr=1e-3),
+    lambda m: fusedops.optim.AdamW(m.param_groups(weight_decay=1e-2), lr=1e-3),
+], ids=["sgd-momentum", "rmsprop", "adamw"])
+def test_save_load_with_an_optimizer_object(tmp_path, make_opt):
+    import fusedops.optim  # noqa: F401
+
+    X, y = X_TR[:200], Y_TR[:200]
+    m = MLP([64, 16, 10], batchnorm=True, dropout=0.1, seed=4)
+    opt = make_opt(m)
+    m.fit(X, y, epochs=1, batch_size=50, optimizer=opt)
+    m.save(tmp_path / "m.npz")
+    m2 = MLP.load(tmp_path / "m.npz")
+    assert type(m2.optimizer) is type(opt)
+    m.fit(X, y, epochs=1, batch_size=50, optimizer=opt)
+    m2.fit(X, y, epochs=1, batch_size=50, optimizer=m2.optimizer)
+    np.testing.assert_array_equal(m.flat.data, m2.flat.data)
