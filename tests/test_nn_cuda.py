@@ -104,3 +104,31 @@ def test_denoising_autoencoder_on_the_gpu(digits, noise):
     ae.fit(Xtr, epochs=30, batch_size=32, lr=3e-3)
     noisy = add_noise(Xte, noise[0], noise[1], seed=1)
     assert psnr(Xte, ae.reconstruct(noisy)) >= psnr(Xte, noisy) + 3
+
+
+@pytest.mark.skipif(not __import__("fusedops").backends.cuda_simulator(),
+                    reason="the simulator variant: NumPy stands in for CuPy")
+def test_cuda_path_under_the_simulator(monkeypatch):
+    """backend='cuda' end to end with NumPy arrays standing in for CuPy's: every dropout, batch
+    norm and optimizer call goes to the CUDA kernels (run by the simulator); gradients, a step
+    and a short fit match the NumPy backend."""
+    import fusedops.nn.models as models
+    import fusedops.nn.parameter as parameter
+
+    monkeypatch.setattr(parameter, "array_module", lambda backend: np)
+    monkeypatch.setattr(models, "array_module", lambda backend: np)
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(12, 5)), rng.integers(0, 3, 12)
+    ms = {be: MLP([5, 7, 6, 3], dropout=0.3, batchnorm=True, seed=5, backend=be, dtype=np.float64)
+          for be in ("numpy", "cuda")}
+    for m in ms.values():
+        set_offsets(m.net, 0)
+        _, g = m.loss_fn.value_and_grad(m.net.forward(X), y)
+        m.net.backward(g)
+        m.set_optimizer("adam", lr=1e-2, l2=1e-3)
+        m.optimizer.step()
+    assert ms["cuda"].optimizer._backend == "cuda"
+    np.testing.assert_allclose(ms["cuda"].flat.grad, ms["numpy"].flat.grad, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(ms["cuda"].flat.data, ms["numpy"].flat.data, rtol=1e-9, atol=1e-12)
+    hist = {be: m.fit(X, y, epochs=1, batch_size=6).loss for be, m in ms.items()}
+    np.testing.assert_allclose(hist["cuda"], hist["numpy"], rtol=1e-9)

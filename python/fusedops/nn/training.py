@@ -75,7 +75,7 @@ def make_optimizer(model, optimizer, lr, l1, l2):
     from .. import optim
 
     cls = getattr(optim, OPTIMIZERS[name])
-    return cls(model.param_groups(weight_decay=l2, l1=l1), lr=lr), name
+    return cls(model.param_groups(weight_decay=l2, l1=l1), lr=lr, backend=model.backend), name
 
 
 def _batches(n, batch_size, order):
