@@ -17,9 +17,10 @@ from .mlp import MLP, TASKS
 from .models import Model
 from .parameter import FlatParameters, Parameter
 from .serialization import load, save
+from .threads import limit_threads
 from .training import History
 
 __all__ = ["ACTIVATIONS", "Autoencoder", "BatchNorm1d", "BCEWithLogitsLoss", "CrossEntropyLoss",
            "Dropout", "FlatParameters", "History", "Layer", "LeakyReLU", "Linear", "Loss", "MLP",
            "MSELoss", "Model", "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh", "TASKS", "load",
-           "make_activation", "save"]
+           "limit_threads", "make_activation", "save"]
