@@ -41,5 +41,28 @@ void fo_dropout_scale_f32(float *y, const float *x, int64_t n, float scale);
 void fo_dropout_scale_f64(double *y, const double *x, int64_t n, double scale);
 
 /* ---- batchnorm (batchnorm.c) ---- */
+/* x, y, dy, dx: (n, c, nl) C-ordered; statistics per channel over n and nl. gamma, beta,
+ * rm, rv may be NULL (affine off / no tracking). Return 0, or -1 when scratch malloc failed. */
+int fo_batchnorm_forward_train_f32(float *y, float *mean, float *invstd, float *rm, float *rv,
+                                   const float *x, const float *gamma, const float *beta,
+                                   int64_t n, int64_t c, int64_t nl, double eps, double momentum);
+int fo_batchnorm_forward_train_f64(double *y, double *mean, double *invstd, double *rm,
+                                   double *rv, const double *x, const double *gamma,
+                                   const double *beta, int64_t n, int64_t c, int64_t nl,
+                                   double eps, double momentum);
+int fo_batchnorm_forward_eval_f32(float *y, float *mean, float *invstd, const float *x,
+                                  const float *rm, const float *rv, const float *gamma,
+                                  const float *beta, int64_t n, int64_t c, int64_t nl, double eps);
+int fo_batchnorm_forward_eval_f64(double *y, double *mean, double *invstd, const double *x,
+                                  const double *rm, const double *rv, const double *gamma,
+                                  const double *beta, int64_t n, int64_t c, int64_t nl,
+                                  double eps);
+int fo_batchnorm_backward_f32(float *dx, float *dgamma, float *dbeta, const float *dy,
+                              const float *x, const float *mean, const float *invstd,
+                              const float *gamma, int64_t n, int64_t c, int64_t nl, int training);
+int fo_batchnorm_backward_f64(double *dx, double *dgamma, double *dbeta, const double *dy,
+                              const double *x, const double *mean, const double *invstd,
+                              const double *gamma, int64_t n, int64_t c, int64_t nl,
+                              int training);
 
 #endif

@@ -23,7 +23,8 @@ def _flat(a, flat):
 
 
 def launch(backend, family, name, arrays, *, writes, sizes=None, scalars=(), flat=True, dtype=None):
-    """Run kernel `name` of `family`; `writes` are the indices of the arrays it writes."""
+    """Run kernel `name` of `family`; `writes` are the indices of the arrays it writes.
+    Returns what the C kernel returns (a status code where the kernel has one), else None."""
     arrays = list(arrays)
     if dtype is None:
         # None when no float array is passed: the C function then has no f32/f64 suffix
@@ -39,7 +40,7 @@ def launch(backend, family, name, arrays, *, writes, sizes=None, scalars=(), fla
 
         if sizes is None:
             sizes = (arrays[0].size,)
-        _c.call(name, dtype, arrays, sizes, scalars)
+        return _c.call(name, dtype, arrays, sizes, scalars)
     elif backend == "cuda":
         _launch_cuda(family, name, arrays, writes, scalars, flat)
     else:  # resolve_backend already rejected anything else
