@@ -2,8 +2,8 @@
 
 Every benchmark: JIT warm-up and a correctness check outside the timed region, one group per
 (op, size), and `extra_info` with bytes moved, GB/s (median) and the fraction of the bandwidth
-probe (`fusedops info`'s copy figure: the best CPU backend for host code, the CUDA probe for
-GPU code). PyTorch runs as a peer in the same groups when installed.
+probe (`fusedops.sysinfo.reference_bandwidth`: the best CPU copy probe counted with its
+write-allocate traffic for host code, the CUDA copy probe for GPU code). PyTorch runs as a peer in the same groups when installed.
 
 FUSEDOPS_BENCH_SIZES=10000,1000000 overrides a suite's size sweep (a quick run).
 """
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from fusedops import backends
-from fusedops.sysinfo import probe
+from fusedops.sysinfo import reference_bandwidth
 
 try:
     import torch
@@ -51,11 +51,9 @@ def peer_params():
 
 
 def probe_gbps(on_gpu: bool) -> float:
-    """The bandwidth figure GB/s are divided by: CUDA copy probe on the GPU, else the best CPU copy."""
-    if on_gpu:
-        return probe("cuda", "copy")
-    cpu = [b for b in ("numba", "c") if backends.backend_unavailable_reason(b) is None]
-    return max(probe(b, "copy") for b in cpu)
+    """The bandwidth figure GB/s are divided by (sysinfo.reference_bandwidth): the CUDA copy
+    probe on the GPU, else the best CPU copy probe counted with its write-allocate traffic."""
+    return reference_bandwidth("gpu" if on_gpu else "cpu")
 
 
 def cuda_sync():

@@ -64,3 +64,16 @@ def test_cli_bad_argument_is_a_usage_error():
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "usage:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_reference_bandwidth_counts_write_allocate(monkeypatch):
+    figures = {("numba", "copy"): 20.0, ("c", "copy"): 30.0, ("cuda", "copy"): 2000.0}
+    monkeypatch.setattr(info_mod, "probe", lambda b, k="copy", *a, **kw: figures[(b, k)])
+    info_mod.reference_bandwidth.cache_clear()
+    try:
+        assert info_mod.reference_bandwidth("cpu") == pytest.approx(45.0)  # best copy x 3/2
+        assert info_mod.reference_bandwidth("gpu") == pytest.approx(2000.0)
+        with pytest.raises(ValueError, match="side"):
+            info_mod.reference_bandwidth("tpu")
+    finally:
+        info_mod.reference_bandwidth.cache_clear()

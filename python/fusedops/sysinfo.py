@@ -127,8 +127,29 @@ def measure_bandwidth(backend: str, kernel: str = "copy", *, n: int | None = Non
 
 @functools.lru_cache(maxsize=None)
 def probe(backend: str, kernel: str = "copy", dtype: str = "float32", repeat: int = 5) -> float:
-    """Memoized probe GB/s (median) for a backend at the default size: what benchmarks divide by."""
+    """Memoized probe GB/s (median, STREAM's byte count) for a backend at the default size."""
     return measure_bandwidth(backend, kernel, dtype=dtype, repeat=repeat)["gbps"]
+
+
+# A CPU store to a line that is not in cache first reads the line (write-allocate), so
+# STREAM's copy, counted as 2 arrays, really moves 3. In-place kernels (the optimizers) read
+# every line they write and pay no such extra read, so against the 2-array figure they
+# appeared to run at 1.5x "the memory limit". GPUs write whole sectors without reading them.
+WRITE_ALLOCATE_FACTOR = {"cpu": 1.5, "gpu": 1.0}
+
+
+@functools.lru_cache(maxsize=None)
+def reference_bandwidth(side: str = "cpu") -> float:
+    """The GB/s that benchmarks and `fusedops profile` divide by ("fraction of the probe"):
+    the best copy probe on that side (cpu: numba or c; gpu: cuda), counted as memory traffic,
+    i.e. with the write-allocate read on the CPU."""
+    if side == "cpu":
+        names = [b for b in ("numba", "c") if backend_unavailable_reason(b) is None] or ["numpy"]
+    elif side == "gpu":
+        names = ["cuda"]
+    else:
+        raise ValueError(f"side must be 'cpu' or 'gpu'; got {side!r}")
+    return max(probe(b, "copy") for b in names) * WRITE_ALLOCATE_FACTOR[side]
 
 
 def _cuda_device() -> dict | None:
@@ -179,6 +200,9 @@ def info(*, probe_bandwidth: bool = True, repeat: int = 5) -> dict:
                           for k in STREAM_ARRAYS}
             results[b]["n"] = nb
         out["probe"] = {"dtype": "float32", "unit": "GB/s (median)", "results": results}
+        cpu = [results[b]["copy"] for b in ("numba", "c") if b in results]
+        if cpu:  # what benchmarks divide by (see reference_bandwidth)
+            out["probe"]["reference_gbps_cpu"] = round(max(cpu) * WRITE_ALLOCATE_FACTOR["cpu"], 2)
     else:
         _touch_parallel_kernel()
     try:
@@ -229,4 +253,7 @@ def format_info(d: dict) -> str:
         for b, r in d["probe"]["results"].items():
             mib = r["n"] * 4 / 2**20
             lines.append(f"  {b:<6} copy {r['copy']:8.2f}   triad {r['triad']:8.2f}   ({mib:.0f} MiB per array)")
+        if "reference_gbps_cpu" in d["probe"]:
+            lines.append(f"  memory traffic of the best CPU copy, write-allocate included: "
+                         f"{d['probe']['reference_gbps_cpu']:.2f} GB/s (benchmarks' 'fraction of probe' divides by this)")
     return "\n".join(lines)

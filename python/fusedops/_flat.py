@@ -1,0 +1,154 @@
+"""Flat parameter buffers for fusedops.optim: build one (`flatten`), recognise one (`span`), and
+allocate, copy and zero host or device arrays without caring which kind they are.
+
+Host arrays are NumPy arrays; device arrays are Numba device arrays (or the simulator's), CuPy
+arrays or PyTorch CUDA tensors (anything with __cuda_array_interface__, used zero copy).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .backends import array_info, is_device_array
+
+
+def _host(a):
+    """The ndarray holding a host or simulator array's data, else None (real device memory)."""
+    if isinstance(a, np.ndarray):
+        return a
+    if type(a).__name__ == "FakeCUDAArray":
+        return a._ary
+    return None
+
+
+def _address(a) -> int:
+    h = _host(a)
+    if h is not None:
+        return h.__array_interface__["data"][0]
+    return a.__cuda_array_interface__["data"][0]
+
+
+def _root(a: np.ndarray) -> np.ndarray:
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def as_numba_device(a):
+    """A Numba device array over a device array's memory (zero copy)."""
+    if hasattr(a, "copy_to_host"):
+        return a
+    from numba import cuda
+
+    return cuda.as_cuda_array(a)
+
+
+class _DeviceSpan:
+    """__cuda_array_interface__ of consecutive device arrays; keeps them alive."""
+
+    def __init__(self, arrays, total, dtype):
+        self._arrays = list(arrays)
+        self.__cuda_array_interface__ = {"shape": (total,), "typestr": dtype.str, "strides": None,
+                                         "data": (_address(arrays[0]), False), "version": 3}
+
+
+def span(arrays):
+    """One writable 1-D array over `arrays` when they lie end to end in one buffer (same dtype,
+    C-contiguous, consecutive, host arrays sharing one base), else None. Zero copy."""
+    if not arrays:
+        return None
+    infos = [array_info("array", a) for a in arrays]
+    dtype, device = infos[0].dtype, infos[0].device
+    if any(i.dtype != dtype or i.device != device or not i.c_contiguous for i in infos):
+        return None
+    start, total = _address(arrays[0]), 0
+    for a, info in zip(arrays, infos):
+        if _address(a) != start + total * dtype.itemsize:
+            return None
+        total += int(np.prod(info.shape, dtype=np.int64))
+    hosts = [_host(a) for a in arrays]
+    if hosts[0] is None:  # real device memory: consecutive spans cover exactly these arrays
+        from numba import cuda
+
+        return cuda.as_cuda_array(_DeviceSpan(arrays, total, dtype))
+    root = _root(hosts[0])
+    if any(_root(h) is not root for h in hosts) or not root.flags.c_contiguous:
+        return None
+    off = start - _address(root)
+    flat = root.reshape(-1).view(np.uint8)[off:off + total * dtype.itemsize].view(dtype)
+    return flat if isinstance(arrays[0], np.ndarray) else type(arrays[0])(flat)
+
+
+def full(n, dtype, device: bool, value=0.0):
+    """A new 1-D array of n elements set to value, on the host or (Numba) device."""
+    a = np.full(n, value, dtype)
+    if not device:
+        return a
+    from numba import cuda
+
+    return cuda.to_device(a)
+
+
+def host_copy(a) -> np.ndarray:
+    """A host ndarray copy of a host or device array."""
+    h = _host(a)
+    if h is not None:
+        return np.array(h, copy=True)
+    return as_numba_device(a).copy_to_host()
+
+
+def copy_into(dst, src: np.ndarray) -> None:
+    """dst[...] = src (same number of elements), dst on the host or device."""
+    if isinstance(dst, np.ndarray):
+        np.copyto(dst, src.reshape(dst.shape))
+    else:
+        dst.copy_to_device(np.ascontiguousarray(src, dtype=dst.dtype).reshape(dst.shape))
+
+
+def zero_fill(a) -> None:
+    """a[...] = 0 for a NumPy, Numba/simulator, CuPy or PyTorch array."""
+    if isinstance(a, np.ndarray):
+        a.fill(0)
+    elif hasattr(a, "zero_"):  # torch
+        a.zero_()
+    elif hasattr(a, "fill") and not hasattr(a, "copy_to_host"):  # CuPy
+        a.fill(0)
+    else:
+        d = as_numba_device(a)
+        d.copy_to_device(np.zeros(d.shape, d.dtype))
+
+
+def flatten(arrays, *, dtype=None):
+    """Copy `arrays` into one new C-contiguous 1-D buffer; return (flat, views), views[i] shaped
+    like arrays[i], laid end to end in flat, so an optimizer step over them is one kernel call.
+    Host arrays give a NumPy buffer (cast to `dtype` if given); device arrays a Numba device
+    buffer (all of one dtype)."""
+    arrays = list(arrays)
+    if not arrays:
+        raise ValueError("arrays must not be empty")
+    device = [is_device_array(a) for a in arrays]
+    if any(device) and not all(device):
+        raise ValueError("arrays must be all host arrays or all GPU arrays")
+    infos = [array_info(f"arrays[{i}]", a) for i, a in enumerate(arrays)]
+    kinds = {i.dtype for i in infos}
+    if dtype is None and len(kinds) > 1:
+        raise TypeError(f"arrays have different dtypes {sorted(map(str, kinds))}; pass dtype=")
+    dt = np.dtype(dtype) if dtype is not None else infos[0].dtype
+    sizes = [int(np.prod(i.shape, dtype=np.int64)) for i in infos]
+    if all(device):
+        if dt not in kinds or len(kinds) > 1:
+            raise TypeError("device arrays are not cast: they must all have dtype " + str(dt))
+        from numba import cuda
+
+        flat = cuda.device_array(sum(sizes), dt)
+    else:
+        flat = np.empty(sum(sizes), dt)
+    views, off = [], 0
+    for a, n, info in zip(arrays, sizes, infos):
+        v = flat[off:off + n].reshape(info.shape)
+        if n and all(device):
+            v.copy_to_device(as_numba_device(a))
+        elif n:
+            v[...] = a
+        views.append(v)
+        off += n
+    return flat, views
