@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import fusedops
+import fusedops.optim
 from conftest import assert_unchanged, snapshot
 from nn_helpers import HOST_BACKENDS, dropout_layers, single_threaded
 
@@ -231,8 +232,6 @@ def test_fit_thread_counts():
     lambda m: fusedops.optim.AdamW(m.param_groups(weight_decay=1e-2), lr=1e-3),
 ], ids=["sgd-momentum", "rmsprop", "adamw"])
 def test_save_load_with_an_optimizer_object(tmp_path, make_opt):
-    import fusedops.optim  # noqa: F401
-
     X, y = X_TR[:200], Y_TR[:200]
     m = MLP([64, 16, 10], batchnorm=True, dropout=0.1, seed=4)
     opt = make_opt(m)
