@@ -1,0 +1,197 @@
+"""The fit loop: shuffled mini-batches, one fused optimizer step per batch, validation,
+early stopping with restoration of the best weights, a tqdm bar, and the History it returns."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..backends import check_int, check_real
+from .threads import auto_threads, limit_threads
+
+__all__ = ["History", "fit", "make_optimizer", "OPTIMIZERS", "DEFAULT_LR"]
+
+OPTIMIZERS = {"sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop", "adam": "Adam", "adamw": "AdamW"}
+DEFAULT_LR = {"sgd": 0.01, "adagrad": 0.01, "rmsprop": 1e-3, "adam": 1e-3, "adamw": 1e-3}
+
+
+@dataclass
+class History:
+    """Per-epoch record of one `fit` call.
+
+    `epoch` holds the model's global epoch numbers (1-based; a second `fit` continues them).
+    `loss` / `accuracy` are means over the epoch's training batches (in training mode);
+    `val_loss` / `val_accuracy` are measured in eval mode after each epoch (empty without
+    validation data; accuracies only for classification tasks). `best_epoch` is the epoch
+    with the lowest monitored loss (val_loss, else loss); `stopped_epoch` is the epoch at which
+    early stopping ended training (None when all epochs ran).
+    """
+
+    epoch: list = field(default_factory=list)
+    loss: list = field(default_factory=list)
+    accuracy: list = field(default_factory=list)
+    val_loss: list = field(default_factory=list)
+    val_accuracy: list = field(default_factory=list)
+    time: list = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_epoch: int | None = None
+    restored_best: bool = False
+
+    def __getitem__(self, key: str) -> list:
+        return getattr(self, key)
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy",
+                                              "time", "best_epoch", "stopped_epoch", "restored_best")}
+
+
+def make_optimizer(model, optimizer, lr, l1, l2):
+    """An optimizer over the model's flat parameter groups: weights get `l2` (weight_decay)
+    and `l1`; biases and batch-norm parameters get neither. A string reuses the model's
+    current optimizer (and its state) when it is of the same kind, so fit() can be resumed."""
+    if not isinstance(optimizer, str):
+        if l1 or l2:
+            raise ValueError("l1 / l2 apply only when optimizer is a name; with an optimizer object "
+                             "set them in its groups (model.param_groups(weight_decay=..., l1=...))")
+        if lr is not None:
+            for g in optimizer.param_groups:
+                g["lr"] = check_real("lr", lr, lo=0.0, lo_open=True)
+        return optimizer, None
+    name = optimizer.lower()
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(map(repr, OPTIMIZERS))} or an "
+                         f"optimizer object; got {optimizer!r}")
+    lr = DEFAULT_LR[name] if lr is None else check_real("lr", lr, lo=0.0, lo_open=True)
+    l1, l2 = check_real("l1", l1, lo=0.0), check_real("l2", l2, lo=0.0)
+    if model.optimizer is not None and model.optimizer_name == name:
+        opt = model.optimizer
+        for g in opt.param_groups:
+            g["lr"] = lr
+            if any(p.decay for p in g["params"]):
+                g["weight_decay"], g["l1"] = l2, l1
+        return opt, name
+    from .. import optim
+
+    cls = getattr(optim, OPTIMIZERS[name])
+    return cls(model.param_groups(weight_decay=l2, l1=l1), lr=lr, backend=model.backend), name
+
+
+def _batches(n, batch_size, order):
+    """Index arrays of the mini-batches; a last batch of one row joins the previous one
+    (batch norm cannot train on a single row)."""
+    starts = list(range(0, n, batch_size))
+    if len(starts) > 1 and n - starts[-1] == 1:
+        starts.pop()
+    ends = starts[1:] + [n]
+    return [order[s:e] for s, e in zip(starts, ends)]
+
+
+def _progress(verbose, epochs):
+    if verbose != 1:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is optional: fall back to a line per epoch
+        return None
+    return tqdm(total=epochs, unit="epoch", leave=True)
+
+
+def _split(model, X, y, validation_data, validation_split):
+    if validation_data is not None and validation_split:
+        raise ValueError("pass validation_data or validation_split, not both")
+    if validation_split:
+        frac = check_real("validation_split", validation_split, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+        n_val = int(math.ceil(len(X) * frac))
+        if n_val >= len(X):
+            raise ValueError(f"validation_split={validation_split} leaves no training rows")
+        cut = len(X) - n_val
+        return X[:cut], y[:cut], (X[cut:], y[cut:])
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (1, 2):
+            raise TypeError("validation_data must be (X_val, y_val) (or (X_val,) for an autoencoder)")
+        Xv = model._check_X(validation_data[0], "validation_data[0]")
+        yv = model._check_y(validation_data[1] if len(validation_data) == 2 else None, Xv, "validation_data[1]")
+        return X, y, (Xv, yv)
+    return X, y, None
+
+
+def fit(model, X, y=None, *, epochs, batch_size=32, optimizer="adam", lr=None, l1=0.0, l2=0.0,
+        validation_data=None, validation_split=0.0, early_stopping=None, shuffle=True, seed=None,
+        verbose=0, threads=None) -> History:
+    """Train `model` (see Model.fit for the arguments). Returns the History."""
+    epochs = check_int("epochs", epochs, lo=0)
+    batch_size = check_int("batch_size", batch_size, lo=1)
+    patience = None if early_stopping is None else check_int("early_stopping", early_stopping, lo=0)
+    verbose = check_int("verbose", verbose, lo=0, hi=2)
+    seed = model.seed if seed is None else check_int("seed", seed, lo=0)
+    X = model._check_X(X, "X")
+    y = model._check_y(y, X, "y")
+    X, y, val = _split(model, X, y, validation_data, validation_split)
+    threads = auto_threads(model, threads)
+    model.set_optimizer(optimizer, lr=lr, l1=l1, l2=l2)
+    with limit_threads(threads):
+        return _loop(model, X, y, val, epochs, batch_size, patience, shuffle, seed, verbose)
+
+
+def _loop(model, X, y, val, epochs, batch_size, patience, shuffle, seed, verbose):
+    xp, net, n = model.xp, model.net, len(X)
+    hist, best, best_state, bar = History(), math.inf, None, _progress(verbose, epochs)
+    try:
+        for _ in range(epochs):
+            t0 = time.perf_counter()
+            epoch = model.epochs_trained + 1
+            order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
+            net.train()
+            loss_sum, correct = 0.0, 0.0
+            for idx in _batches(n, batch_size, order):
+                yb = xp.asarray(y[idx])
+                loss, out = model._step(xp.asarray(X[idx]), yb)
+                loss_sum = loss_sum + loss * len(idx)  # stays on the device until the epoch ends
+                if model.has_accuracy:
+                    correct = correct + model._correct(out, yb)
+            model.epochs_trained = epoch
+            hist.epoch.append(epoch)
+            hist.loss.append(float(loss_sum) / n)
+            if model.has_accuracy:
+                hist.accuracy.append(float(correct) / (n * model._labels_per_row))
+            if val is not None:
+                ev = model.evaluate(*val)
+                hist.val_loss.append(ev["loss"])
+                if model.has_accuracy:
+                    hist.val_accuracy.append(ev["accuracy"])
+            hist.time.append(time.perf_counter() - t0)
+            _report(hist, bar, verbose)
+            monitored = (hist.val_loss or hist.loss)[-1]
+            if monitored < best:
+                best, hist.best_epoch = monitored, epoch
+                if patience is not None:
+                    best_state = model._snapshot()
+            elif patience is not None and epoch - hist.best_epoch > patience:
+                hist.stopped_epoch = epoch
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    if best_state is not None and hist.best_epoch != model.epochs_trained:
+        model._restore(best_state)
+        hist.restored_best = True
+    model._after_fit(X)
+    return hist
+
+
+def _report(hist, bar, verbose):
+    items = {"loss": hist.loss[-1]}
+    if hist.accuracy:
+        items["acc"] = hist.accuracy[-1]
+    if hist.val_loss:
+        items["val_loss"] = hist.val_loss[-1]
+    if hist.val_accuracy:
+        items["val_acc"] = hist.val_accuracy[-1]
+    if bar is not None:
+        bar.set_postfix({k: f"{v:.4f}" for k, v in items.items()}, refresh=False)
+        bar.update(1)
+    elif verbose:
+        text = "  ".join(f"{k} {v:.4f}" for k, v in items.items())
+        print(f"epoch {hist.epoch[-1]:4d}  {text}  ({hist.time[-1]:.2f} s)", flush=True)
