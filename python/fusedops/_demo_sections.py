@@ -2,7 +2,6 @@
 draws its figure and records the figure's numbers in the report's summary."""
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
 
@@ -16,32 +15,13 @@ NOISE = ("gaussian", 0.3)
 NEAR_ZERO = 1e-3  # |w| below this counts as zeroed in the L1 / L2 comparison
 
 
-@contextlib.contextmanager
 def few_threads(nn_backend):
-    """One CPU thread (fusedops kernels and BLAS) while the small models train.
+    """One CPU thread (fusedops kernels and BLAS) for the whole of a training section, the
+    evaluation included: a digits batch is too small for a thread pool to pay (fusedops.nn's
+    fit does the same inside fit; see fusedops.nn.threads)."""
+    from .nn.threads import limit_threads
 
-    A digits batch is 64 x 256 numbers: waking a thread pool for each of the dozen kernels and
-    products per step costs more than the work, and on a machine whose cores are busy with
-    other processes each parallel region waits for a descheduled thread (measured here under
-    load: 0.05 s per epoch on one thread against 1 to 10 s on two)."""
-    from . import get_num_threads, set_num_threads
-
-    if nn_backend == "cuda":
-        yield
-        return
-    before = get_num_threads()
-    set_num_threads(1)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # scikit-learn's dependency; without it BLAS keeps its threads
-        limits = contextlib.nullcontext()
-    else:
-        limits = threadpool_limits(1, user_api="blas")
-    try:
-        with limits:
-            yield
-    finally:
-        set_num_threads(before)
+    return limit_threads(None if nn_backend == "cuda" else 1)
 
 
 def _verbose(progress):
