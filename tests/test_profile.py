@@ -53,6 +53,31 @@ def test_median_and_spread_of_uneven_samples(monkeypatch):
     assert t["spread"] == pytest.approx(2e-3 / 3e-3)
 
 
+def test_backends_are_sampled_round_robin(monkeypatch):
+    """One sample of each contender in turn, so a burst of load hits them alike; one that
+    raises is dropped and reported while the others go on."""
+    clock = FakeClock()
+    monkeypatch.setattr(profile.time, "perf_counter", clock)
+    order = []
+
+    def make(name, cost, fail_at=None):
+        def fn():
+            order.append(name)
+            if fail_at is not None and order.count(name) == fail_at:
+                raise RuntimeError("no such kernel")
+            clock.now += cost
+        return fn, lambda: None
+
+    errors = {}
+    t = profile.time_interleaved({"a": make("a", 1e-3), "b": make("b", 2e-3),
+                                  "c": make("c", 1e-3, fail_at=3)},
+                                 repeat=3, min_sample_s=1e-6, errors=errors)
+    assert order == ["a", "b", "c"] * 3 + ["a", "b"] * 1  # warm-up, 3 rounds; c fails in round 2
+    assert set(t) == {"a", "b"} and "no such kernel" in str(errors["c"])
+    assert t["a"]["median_s"] == pytest.approx(1e-3) and t["b"]["median_s"] == pytest.approx(2e-3)
+    assert len(t["a"]["samples_s"]) == 3
+
+
 @pytest.mark.parametrize("op,fp32,fp64", [
     ("copy", 8, 16), ("triad", 12, 24), ("sgd", 12, 24), ("momentum", 20, 40), ("adagrad", 20, 40),
     ("rmsprop", 20, 40), ("adam", 28, 56), ("adamw", 28, 56), ("amsgrad", 36, 72),

@@ -4,20 +4,73 @@ from __future__ import annotations
 import json
 import os
 import sys
+from importlib import metadata
 
 import numpy as np
 
 from . import backends
 from ._profile_ops import OPS, available_ops
-from .profile import (DEFAULT_SIZES, PEERS, _torch, available_backends, backend_unavailable_reason,
-                      crossover)
+from .profile import (DEFAULT_SIZES, HOST, PEERS, _torch, available_backends,
+                      backend_unavailable_reason)
 
-__all__ = ["load_warning", "format_size", "format_tables", "write_csv", "check_settings", "emit",
+__all__ = ["crossover", "load_warning", "format_size", "format_tables", "write_csv", "check_settings", "emit",
            "CSV_FIELDS"]
 
 CSV_FIELDS = ("op", "backend", "transfers", "size", "n", "shape", "dtype", "bytes", "median_s",
               "q1_s", "q3_s", "min_s", "max_s", "spread", "calls_per_sample", "gbps",
               "fraction_of_probe", "speedup_vs_numpy", "impl")
+
+
+def crossover(result: dict, op: str) -> dict:
+    """Smallest size from which the GPU beats the fastest CPU backend at every larger size,
+    kernel only ("cuda") and with transfers ("cuda+transfer"); None where it never does or
+    where there is no GPU result."""
+    rows = [r for r in result["results"] if r["op"] == op]
+    sizes = sorted({r["size"] for r in rows})
+    best_cpu = {s: min((r["median_s"] for r in rows if r["size"] == s and r["backend"] in HOST),
+                       default=None) for s in sizes}
+    out = {}
+    for target in ("cuda", "cuda+transfer"):
+        t = {r["size"]: r["median_s"] for r in rows if r["backend"] == target}
+        wins = [s for s in sizes if s in t and best_cpu[s] is not None]
+        found = None
+        for s in reversed(wins):
+            if t[s] < best_cpu[s]:
+                found = s
+            else:
+                break
+        out[target] = found
+    return out
+
+
+def _load():
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def _machine() -> dict:
+    from . import __version__
+    from .sysinfo import cpu_model, last_level_cache_bytes
+
+    gpu = None
+    if backends.backend_unavailable_reason("cuda") is None:
+        if backends.cuda_simulator():
+            gpu = "Numba CUDA simulator"
+        else:
+            from numba import cuda
+
+            name = cuda.get_current_device().name
+            gpu = name.decode() if isinstance(name, bytes) else str(name)
+    try:  # the version without importing torch (slow, and only a peer)
+        torch_version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        torch_version = None
+    return {"fusedops": __version__, "cpu": cpu_model(), "cores": os.cpu_count(),
+            "threads": backends.get_num_threads(), "load_average_1min": _load(),
+            "last_level_cache_bytes": last_level_cache_bytes(), "gpu": gpu,
+            "numpy": np.__version__, "torch": torch_version}
 
 
 def load_warning(machine: dict) -> str | None:
@@ -110,8 +163,9 @@ def check_settings(ops, sizes, backend_list, dtype, features, *, plot=None, thre
     itemsize = np.dtype(dtype).itemsize
     from .sysinfo import _available_memory_bytes
 
-    # two copies of each op's arrays live at once (the seeded originals and the working set)
-    need = max(2 * (OPS[op].arrays + 2) * max(sizes) * itemsize for op in ops)
+    # the seeded originals and one copy per host backend live at once (timed side by side)
+    copies = 1 + sum(1 for b in (backend_list or available_backends()) if b != "torch-cuda")
+    need = max(copies * (OPS[op].arrays + 2) * max(sizes) * itemsize for op in ops)
     if need > 0.7 * _available_memory_bytes():
         return (f"size {max(sizes)} needs about {need / 2**30:.1f} GiB, more than this machine "
                 f"has free ({_available_memory_bytes() / 2**30:.1f} GiB)")

@@ -1,9 +1,10 @@
 """`fusedops profile`: time every fused op on every backend across sizes.
 
-For each (op, size, backend) the arrays are built once, the op is called once outside the
-timed region (JIT compilation, first-touch page faults, CUDA context), then `repeat` samples
-are taken; each sample runs the op enough times to last at least `min_sample_s` (tiny sizes
-take microseconds, below the timer's useful resolution) and records the mean per call. We
+For each (op, size) the arrays are built once and copied for every backend; each backend's
+call is warmed up outside the timed region (JIT compilation, first-touch page faults, CUDA
+context), then `repeat` samples are taken round-robin across the backends; each sample runs
+the op back to back for at least `min_sample_s` (tiny sizes take microseconds, below the
+timer's useful resolution) and records the mean per call. We
 report the median sample, its spread (interquartile range / median), GB/s from the bytes
 DESIGN.md assigns each op, that figure as a fraction of the copy probe's memory traffic
 (sysinfo.reference_bandwidth, as in the benchmarks), and
@@ -16,11 +17,9 @@ whose data lives on the host. PyTorch ("torch", "torch-cuda") runs as a peer whe
 """
 from __future__ import annotations
 
-import os
 import statistics
 import sys
 import time
-from importlib import metadata
 
 import numpy as np
 
@@ -28,7 +27,7 @@ from . import backends as _be
 from ._profile_ops import OPS, available_ops, host_arrays, torch_peer
 
 __all__ = ["OPS", "PEERS", "DEFAULT_SIZES", "available_ops", "available_backends", "run_profile",
-           "time_call", "crossover", "format_tables", "format_size", "write_csv", "emit",
+           "time_call", "time_interleaved", "crossover", "format_tables", "format_size", "write_csv", "emit",
            "check_settings", "load_warning", "CSV_FIELDS"]
 
 PEERS = ("torch", "torch-cuda")
@@ -92,23 +91,47 @@ def _run_for(fn, sync, min_s, max_calls):
             return calls, elapsed
 
 
-def time_call(fn, sync, *, repeat: int, min_sample_s: float = 0.02, max_calls: int = 10_000) -> dict:
-    """Warm up fn, then `repeat` samples of the mean time per call (seconds).
-
-    Each sample runs fn back to back for at least min_sample_s: a single isolated call of a
-    microsecond kernel is dominated by waking the thread pool (milliseconds on a loaded
-    machine), which is not what a training loop calling it repeatedly pays."""
-    _run_for(fn, sync, min_sample_s, max_calls)  # JIT, page faults, allocator, idle threads
-    samples, counts = [], []
-    for _ in range(repeat):
-        calls, elapsed = _run_for(fn, sync, min_sample_s, max_calls)
-        samples.append(elapsed / calls)
-        counts.append(calls)
-    q1, _, q3 = statistics.quantiles(samples, n=4, method="inclusive") if repeat > 1 else samples * 3
+def _stats(samples, counts) -> dict:
+    q1, _, q3 = statistics.quantiles(samples, n=4, method="inclusive") if len(samples) > 1 else samples * 3
     med = statistics.median(samples)
     return {"median_s": med, "q1_s": q1, "q3_s": q3, "min_s": min(samples), "max_s": max(samples),
             "spread": (q3 - q1) / med if med > 0 else 0.0, "calls_per_sample": min(counts),
-            "samples_s": samples}
+            "samples_s": list(samples)}
+
+
+def time_interleaved(fns: dict, *, repeat: int, min_sample_s: float = 0.02,
+                     max_calls: int = 10_000, errors: dict | None = None) -> dict:
+    """Time several callables side by side: {name: (fn, sync)} -> {name: stats}.
+
+    Each is warmed up once (JIT, page faults, allocator, idle threads), then the `repeat`
+    samples are taken round-robin, one sample of each in turn, so that a burst of load from
+    another process hits every contender alike rather than all samples of one. A sample calls
+    fn back to back for at least min_sample_s: a single isolated call of a microsecond kernel
+    is dominated by waking the thread pool, which a training loop calling it repeatedly does
+    not pay. A callable that raises is dropped and its exception put in `errors`."""
+    live = dict(fns)
+    samples = {k: [] for k in live}
+    counts = {k: [] for k in live}
+    for rnd in range(repeat + 1):  # round 0 is the warm-up
+        for name, (fn, sync) in list(live.items()):
+            try:
+                calls, elapsed = _run_for(fn, sync, min_sample_s, max_calls)
+            except Exception as exc:  # report it, keep timing the others
+                if errors is None:
+                    raise
+                errors[name] = exc
+                del live[name]
+                continue
+            if rnd:
+                samples[name].append(elapsed / calls)
+                counts[name].append(calls)
+    return {k: _stats(samples[k], counts[k]) for k in live}
+
+
+def time_call(fn, sync, *, repeat: int, min_sample_s: float = 0.02, max_calls: int = 10_000) -> dict:
+    """Warm up fn, then `repeat` samples of the mean time per call (seconds)."""
+    return time_interleaved({"fn": (fn, sync)}, repeat=repeat, min_sample_s=min_sample_s,
+                            max_calls=max_calls)["fn"]
 
 
 def _callable(spec, target, arrays, params):
@@ -193,22 +216,16 @@ def run_profile(ops=None, sizes=DEFAULT_SIZES, backends=None, *, dtype="float32"
                            "dtype": dtype.name, "repeat": repeat, "features": features},
               "machine": _machine(), "probe_gbps": _probe_figures(probe, targets),
               "results": [], "errors": []}
-    bar = _progress(len(ops) * len(sizes) * len(targets), progress)
+    bar = _progress(len(ops) * len(sizes), progress)
     try:
         for op in ops:
-            spec = OPS[op]
             for size in sizes:
-                base, params = host_arrays(spec, int(size), dtype, features)
-                for target in targets:
-                    if bar is not None:
-                        bar.set_description(f"{op} {size:g} {target}")
-                    row = _run_one(spec, op, size, target, base, params, dtype, repeat,
-                                   min_sample_s, result)
-                    if row is not None:
-                        result["results"].append(row)
-                    if bar is not None:
-                        bar.update(1)
-                del base
+                if bar is not None:
+                    bar.set_description(f"{op} n={size:g}")
+                _profile_size(OPS[op], op, int(size), targets, dtype, features, repeat,
+                              min_sample_s, result)
+                if bar is not None:
+                    bar.update(1)
             _add_ratios(result, op)
             if on_op_done is not None:
                 if bar is not None:
@@ -221,25 +238,36 @@ def run_profile(ops=None, sizes=DEFAULT_SIZES, backends=None, *, dtype="float32"
     return result
 
 
-def _run_one(spec, op, size, target, base, params, dtype, repeat, min_sample_s, result):
-    arrays = {k: v.copy() for k, v in base.items()}
-    try:
-        fn, impl = _callable(spec, target, arrays, params)
-        t = time_call(fn, _sync_for(target), repeat=repeat, min_sample_s=min_sample_s)
-    except Exception as exc:  # keep profiling the rest; the error is reported and counted
-        result["errors"].append({"op": op, "size": int(size), "backend": target,
+def _profile_size(spec, op, size, targets, dtype, features, repeat, min_sample_s, result):
+    """Every target on its own copy of the same seeded arrays, timed side by side."""
+    base, params = host_arrays(spec, size, dtype, features)
+    fns, impls, errors = {}, {}, {}
+    for target in targets:
+        try:
+            fn, impls[target] = _callable(spec, target, {k: v.copy() for k, v in base.items()},
+                                          params)
+            fns[target] = (fn, _sync_for(target))
+        except Exception as exc:  # e.g. a peer without this op
+            errors[target] = exc
+    times = time_interleaved(fns, repeat=repeat, min_sample_s=min_sample_s, errors=errors)
+    for target, exc in errors.items():
+        result["errors"].append({"op": op, "size": size, "backend": target,
                                  "peer": target in PEERS, "error": f"{type(exc).__name__}: {exc}"})
-        return None
     n = int(params["n"])
     nbytes = spec.bytes_per_element(dtype) * n
-    gbps = nbytes / t["median_s"] / 1e9
-    side = "gpu" if target in ("cuda", "cuda+transfer", "torch-cuda") else "cpu"
-    probe = result["probe_gbps"].get(side)
-    return {"op": op, "backend": target, "transfers": target == "cuda+transfer",
-            "size": int(size), "n": n, "shape": "x".join(map(str, params["shape"])),
-            "dtype": dtype.name, "bytes": int(round(nbytes)), **t, "gbps": gbps,
+    for target in targets:
+        if target not in times:
+            continue
+        t = times[target]
+        gbps = nbytes / t["median_s"] / 1e9
+        side = "gpu" if target in ("cuda", "cuda+transfer", "torch-cuda") else "cpu"
+        probe = result["probe_gbps"].get(side)
+        result["results"].append({
+            "op": op, "backend": target, "transfers": target == "cuda+transfer", "size": size,
+            "n": n, "shape": "x".join(map(str, params["shape"])), "dtype": dtype.name,
+            "bytes": int(round(nbytes)), **t, "gbps": gbps,
             "fraction_of_probe": gbps / probe if probe else None, "speedup_vs_numpy": None,
-            "impl": impl}
+            "impl": impls[target]})
 
 
 def _add_ratios(result, op):
@@ -250,58 +278,6 @@ def _add_ratios(result, op):
             r["speedup_vs_numpy"] = ref[r["size"]] / r["median_s"]
 
 
-def crossover(result: dict, op: str) -> dict:
-    """Smallest size from which the GPU beats the fastest CPU backend at every larger size,
-    kernel only ("cuda") and with transfers ("cuda+transfer"); None where it never does or
-    where there is no GPU result."""
-    rows = [r for r in result["results"] if r["op"] == op]
-    sizes = sorted({r["size"] for r in rows})
-    best_cpu = {s: min((r["median_s"] for r in rows if r["size"] == s and r["backend"] in HOST),
-                       default=None) for s in sizes}
-    out = {}
-    for target in ("cuda", "cuda+transfer"):
-        t = {r["size"]: r["median_s"] for r in rows if r["backend"] == target}
-        wins = [s for s in sizes if s in t and best_cpu[s] is not None]
-        found = None
-        for s in reversed(wins):
-            if t[s] < best_cpu[s]:
-                found = s
-            else:
-                break
-        out[target] = found
-    return out
-
-
-def _load():
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return None
-
-
-def _machine() -> dict:
-    from . import __version__
-    from .sysinfo import cpu_model, last_level_cache_bytes
-
-    gpu = None
-    if _be.backend_unavailable_reason("cuda") is None:
-        if _be.cuda_simulator():
-            gpu = "Numba CUDA simulator"
-        else:
-            from numba import cuda
-
-            name = cuda.get_current_device().name
-            gpu = name.decode() if isinstance(name, bytes) else str(name)
-    try:  # the version without importing torch (slow, and only a peer)
-        torch_version = metadata.version("torch")
-    except metadata.PackageNotFoundError:
-        torch_version = None
-    return {"fusedops": __version__, "cpu": cpu_model(), "cores": os.cpu_count(),
-            "threads": _be.get_num_threads(), "load_average_1min": _load(),
-            "last_level_cache_bytes": last_level_cache_bytes(), "gpu": gpu,
-            "numpy": np.__version__, "torch": torch_version}
-
-
 # the report functions live beside this module to keep both short; re-exported here
-from ._profile_report import (CSV_FIELDS, check_settings, emit, format_size,  # noqa: E402
-                              format_tables, load_warning, write_csv)
+from ._profile_report import (CSV_FIELDS, _machine, check_settings, crossover,  # noqa: E402
+                              emit, format_size, format_tables, load_warning, write_csv)
