@@ -12,7 +12,7 @@ it rounds exactly as NumPy's x * keep / divisor.
 import numpy as np
 from numba import cuda, uint8
 
-from .launch import grid_for
+from .launch import current_stream, grid_for
 from .philox import LO, S32, philox4x32_10
 
 MAX_THREADS = 1024  # shared bytes per block: one mask byte per thread of the largest block
@@ -97,7 +97,7 @@ def _words(seed, offset, threshold):
 
 
 def _grid(n, threads_per_block):
-    return grid_for((n + 7) // 8, threads_per_block), threads_per_block
+    return grid_for((n + 7) // 8, threads_per_block), threads_per_block, current_stream()
 
 
 def dropout_forward(y, mask, x, seed, offset, threshold, divisor, *, threads_per_block):
@@ -120,10 +120,12 @@ def dropout_backward(dx, dy, mask, divisor, *, threads_per_block):
     """dx (n,) = dy (n,) * keep / divisor, keep unpacked from mask (ceil(n/8),); device arrays."""
     if dy.size:
         grid = grid_for(dy.size, threads_per_block)
-        _backward_kernel[grid, threads_per_block](dx, dy, mask, dy.dtype.type(divisor))
+        _backward_kernel[grid, threads_per_block, current_stream()](dx, dy, mask,
+                                                                    dy.dtype.type(divisor))
 
 
 def dropout_scale(y, x, scale, *, threads_per_block):
     """y (n,) = scale * x (n,): eval mode; device arrays."""
     if x.size:
-        _scale_kernel[grid_for(x.size, threads_per_block), threads_per_block](y, x, x.dtype.type(scale))
+        grid = grid_for(x.size, threads_per_block)
+        _scale_kernel[grid, threads_per_block, current_stream()](y, x, x.dtype.type(scale))

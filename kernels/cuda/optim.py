@@ -13,7 +13,7 @@ import math
 
 from numba import cuda
 
-from .launch import grid_for
+from .launch import current_stream, grid_for
 
 
 @cuda.jit(device=True, inline=True)
@@ -120,7 +120,7 @@ def _eps_split(eps, eps_inside_sqrt):
 
 
 def _grid(n, threads_per_block):
-    return grid_for(n, threads_per_block), threads_per_block
+    return grid_for(n, threads_per_block), threads_per_block, current_stream()
 
 
 def sgd_update(w, h, g, lr, momentum, nesterov, l2, l1, *, threads_per_block):

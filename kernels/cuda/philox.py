@@ -7,7 +7,7 @@ IMAD.WIDE.U32, the same work as umulhi + mul.lo.
 import numpy as np
 from numba import cuda
 
-from .launch import grid_for
+from .launch import current_stream, grid_for
 
 M0 = np.uint64(0xD2511F53)
 M1 = np.uint64(0xCD9E8D57)
@@ -49,4 +49,5 @@ def philox4x32(out, counter, key, *, threads_per_block):
     """out (4n,) uint32 <- Philox4x32-10 of counter (4n,) under key (2n,), device arrays."""
     n = out.size // 4
     if n:
-        _philox_kernel[grid_for(n, threads_per_block), threads_per_block](out, counter, key)
+        grid = grid_for(n, threads_per_block)
+        _philox_kernel[grid, threads_per_block, current_stream()](out, counter, key)
