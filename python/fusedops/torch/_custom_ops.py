@@ -129,9 +129,9 @@ def batch_norm_op(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
         _, mean, invstd = ops.batchnorm_forward(
             kernel_array(x), _array(weight), _array(bias), _array(rm), _array(rv),
             training=training, momentum=momentum, eps=eps, out=kernel_array(y))
-    empty = x.new_empty((0,))
-    return (y, as_tensor(mean, x), as_tensor(invstd, x), rm if update else empty,
-            rv if update else empty)
+    if not update:  # two distinct empty outputs: a custom op's outputs may not alias
+        rm, rv = x.new_empty((0,)), x.new_empty((0,))
+    return y, as_tensor(mean, x), as_tensor(invstd, x), rm, rv
 
 
 @batch_norm_op.register_fake

@@ -107,6 +107,9 @@ class FusedOptimizer(torch.optim.Optimizer):
             self.param_groups.pop()
             raise
 
+    def __getstate__(self):
+        return {**super().__getstate__(), "backend": self.backend}
+
     def __setstate__(self, state) -> None:
         super().__setstate__(state)
         self.__dict__.setdefault("backend", None)
