@@ -111,19 +111,24 @@ def test_without_flatten_one_call_per_tensor(monkeypatch):
     assert calls == [p.numel() for p in model.parameters()]
 
 
-def test_params_without_grad_are_skipped():
+def test_params_without_grad_are_skipped_and_step_counts_kept_apart():
+    """A parameter without .grad is not stepped and gets no state; afterwards its step count
+    lags the others', so the flat group is stepped per tensor (own bias corrections)."""
     model = make_model(torch.float64)
     ref = clone_model(model)
     opt, topt = ft.Adam(model.parameters(), lr=0.1), torch.optim.Adam(ref.parameters(), lr=0.1)
     ft.flatten_parameters(model)
     x, y = batch(torch.float64)
-    for _ in range(2):
+    for i in range(4):
         for m, o in ((model, opt), (ref, topt)):
             o.zero_grad()
             loss_backward(m, x, y)
-            m[2].bias.grad = None  # frozen this step
+            if i < 2:
+                m[2].bias.grad = None  # frozen for two steps
             o.step()
-    assert model[2].bias not in opt.state and ref[2].bias not in topt.state
+        if i == 1:
+            assert model[2].bias not in opt.state and ref[2].bias not in topt.state
+    assert float(opt.state[model[2].bias]["step"]) == 2 and not opt._buckets
     for p, q in zip(model.parameters(), ref.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-13, atol=1e-15)
 
