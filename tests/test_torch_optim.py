@@ -235,3 +235,15 @@ def _reference_step(cls, w, g, state, t, extra):
         ops.rmsprop_step(w, g, buf("s"), **common)
     else:
         ops.adam_step(w, g, buf("m"), buf("v"), step=t, **common)
+
+
+def test_named_parameters_and_step_hooks():
+    model = make_model(torch.float32)
+    opt = ft.SGD(model.named_parameters(), lr=0.1)
+    seen = []
+    opt.register_step_pre_hook(lambda o, args, kwargs: seen.append("pre"))
+    opt.register_step_post_hook(lambda o, args, kwargs: seen.append("post"))
+    loss_backward(model, *batch(torch.float32))
+    opt.step()
+    assert seen == ["pre", "post"]
+    assert opt.state_dict()["param_groups"][0]["param_names"][0] == "0.weight"
