@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from fusedops import backends, profile, sysinfo
-from fusedops.cli import main
+from fusedops import backends
+from fusedops.apps import profile, sysinfo
+from fusedops.apps.cli import main
 
 CPU = ",".join(b for b in ("numpy", "numba", "c") if backends.backend_unavailable_reason(b) is None)
 FAST = ["--repeat", "2", "--min-time", "0.0005", "--no-progress"]

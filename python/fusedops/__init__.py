@@ -12,7 +12,7 @@ from importlib import metadata as _metadata
 from . import ops
 from .backends import (BACKENDS, BackendUnavailableError, available_backends, get_num_threads,
                        set_num_threads)
-from .sysinfo import info
+from .apps.sysinfo import info
 
 try:
     __version__ = _metadata.version("fusedops")

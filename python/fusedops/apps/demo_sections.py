@@ -19,7 +19,7 @@ def few_threads(nn_backend):
     """One CPU thread (fusedops kernels and BLAS) for the whole of a training section, the
     evaluation included: a digits batch is too small for a thread pool to pay (fusedops.nn's
     fit does the same inside fit; see fusedops.nn.threads)."""
-    from .nn.threads import limit_threads
+    from ..nn.threads import limit_threads
 
     return limit_threads(None if nn_backend == "cuda" else 1)
 
@@ -30,7 +30,7 @@ def _verbose(progress):
 
 
 def _host(a):
-    from .nn.parameter import to_host
+    from ..nn.parameter import to_host
 
     return np.asarray(to_host(a))
 
@@ -51,13 +51,13 @@ def machine(rep, *, quick, progress, **_):
 
 
 def _digits(seed):
-    from .data import load_digits
+    from ..data import load_digits
 
     return load_digits(test_size=0.2, seed=seed)
 
 
 def digits_mlp(rep, *, nn_backend, quick, seed, progress):
-    from .nn import MLP
+    from ..nn import MLP
 
     Xtr, Xte, ytr, yte = _digits(seed)
     cfg = dict(sizes=[64, 256, 128, 10], dropout=0.2, batchnorm=True, seed=seed)
@@ -86,7 +86,7 @@ def digits_mlp(rep, *, nn_backend, quick, seed, progress):
 
 
 def _autoencoder(nn_backend, seed, latent, hidden, quick, progress, Xtr, Xte):
-    from .nn import Autoencoder
+    from ..nn import Autoencoder
 
     ae = Autoencoder(64, hidden=hidden, latent_dim=latent, noise=NOISE, seed=seed,
                      backend=nn_backend)
@@ -97,7 +97,7 @@ def _autoencoder(nn_backend, seed, latent, hidden, quick, progress, Xtr, Xte):
 
 
 def denoising(rep, *, nn_backend, quick, seed, progress):
-    from .data import add_noise, psnr
+    from ..data import add_noise, psnr
 
     Xtr, Xte, ytr, yte = _digits(seed)
     ae, fit, hist, secs = _autoencoder(nn_backend, seed, 16, (128,), quick, progress, Xtr, Xte)
@@ -143,7 +143,7 @@ def l1_l2(rep, *, nn_backend, quick, seed, progress):
     that are blank in every digit) by ~lr per step under either penalty, which hides the
     difference the course is about: L1's constant pull reaches zero, L2's proportional pull
     only shrinks. The strengths give both runs the same test accuracy here."""
-    from .nn import MLP
+    from ..nn import MLP
 
     Xtr, Xte, ytr, yte = _digits(seed)
     penalties = {"L1": {"l1": 1e-3}, "L2": {"l2": 1e-2}}

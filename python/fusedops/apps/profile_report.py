@@ -8,8 +8,8 @@ from importlib import metadata
 
 import numpy as np
 
-from . import backends
-from ._profile_ops import OPS, available_ops
+from .. import backends
+from .profile_ops import OPS, available_ops
 from .profile import (DEFAULT_SIZES, HOST, PEERS, _torch, available_backends,
                       backend_unavailable_reason)
 
@@ -51,7 +51,7 @@ def _load():
 
 
 def _machine() -> dict:
-    from . import __version__
+    from .. import __version__
     from .sysinfo import cpu_model, last_level_cache_bytes
 
     gpu = None
@@ -175,7 +175,7 @@ def check_settings(ops, sizes, backend_list, dtype, features, *, plot=None, thre
         except ImportError:
             return "--plot needs matplotlib (pip install matplotlib)"
     if threads:
-        from . import set_num_threads
+        from .. import set_num_threads
 
         try:
             set_num_threads(threads)

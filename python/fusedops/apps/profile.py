@@ -23,8 +23,8 @@ import time
 
 import numpy as np
 
-from . import backends as _be
-from ._profile_ops import OPS, available_ops, host_arrays, torch_peer
+from .. import backends as _be
+from .profile_ops import OPS, available_ops, host_arrays, torch_peer
 
 __all__ = ["OPS", "PEERS", "DEFAULT_SIZES", "available_ops", "available_backends", "run_profile",
            "time_call", "time_interleaved", "crossover", "format_tables", "format_size", "write_csv", "emit",
@@ -279,5 +279,5 @@ def _add_ratios(result, op):
 
 
 # the report functions live beside this module to keep both short; re-exported here
-from ._profile_report import (CSV_FIELDS, _machine, check_settings, crossover,  # noqa: E402
+from .profile_report import (CSV_FIELDS, _machine, check_settings, crossover,  # noqa: E402
                               emit, format_size, format_tables, load_warning, write_csv)

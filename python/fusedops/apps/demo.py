@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backends, ops
+from .. import backends, ops
 
 __all__ = ["run_demo", "pick_backend", "optimizer_trajectories", "FIGURES", "QUADRATIC"]
 
@@ -108,7 +108,7 @@ def pick_backend(backend=None) -> str:
         return backend
     if backends.backend_unavailable_reason("cuda") is None and not backends.cuda_simulator():
         try:
-            from .nn.parameter import array_module
+            from ..nn.parameter import array_module
 
             array_module("cuda")
             return "cuda"
@@ -120,7 +120,7 @@ def pick_backend(backend=None) -> str:
 def run_demo(out_dir="fusedops-report", *, quick: bool = False, backend=None, seed: int = 0,
              progress: bool = True) -> dict:
     """Run every section; returns the summary (also written to out_dir/summary.json)."""
-    from . import _demo_sections as s
+    from . import demo_sections as s
 
     rep = _Report(out_dir)
     nn_backend = pick_backend(backend)

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import backends, ops
+from .. import backends, ops
 
 P_DROP = 0.5
 SEED = 1234
