@@ -96,7 +96,7 @@ def _profile_run(args):
     if isinstance(settings, str):
         args._parser.error(settings)
     to_stdout = args.json == "-"
-    warning = profile.load_warning(profile._machine())
+    warning = profile.load_warning(profile.describe_machine())
     if warning:
         print(warning, file=sys.stderr)
     show = None if to_stdout else (lambda res, op: print(profile.format_tables(res, [op]), flush=True))
