@@ -7,6 +7,7 @@ from ..backends import check_int
 from .fused_layers import BatchNorm1d
 from .layers import Linear, Sequential
 from .parameter import FlatParameters, array_module, resolve_nn_backend, to_host
+from .registry import register_model
 from .training import fit as _fit
 from .training import make_optimizer
 
@@ -33,6 +34,11 @@ class Model:
 
     has_accuracy = False
     _labels_per_row = 1
+
+    def __init_subclass__(cls, **kwargs):
+        """Every model class is registered by name: the allow-list fusedops.nn.load builds from."""
+        super().__init_subclass__(**kwargs)
+        register_model(cls)
 
     def _setup(self, config: dict, backend, dtype, seed):
         self.config = config
