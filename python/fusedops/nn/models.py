@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backends import check_int
+from ..checks import check_int
 from .fused_layers import BatchNorm1d
 from .layers import Linear, Sequential
 from .parameter import FlatParameters, array_module, resolve_nn_backend, to_host

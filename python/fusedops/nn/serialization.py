@@ -17,6 +17,7 @@ import os
 
 import numpy as np
 
+from .._arrays import is_array
 from ..backends import backend_unavailable_reason
 from .parameter import to_host
 from .registry import model_class
@@ -37,7 +38,7 @@ def _encode(obj, arrays):
         return obj.item()
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
-    if isinstance(obj, np.ndarray) or hasattr(obj, "__cuda_array_interface__") or hasattr(obj, "copy_to_host"):
+    if is_array(obj):
         key = f"a{len(arrays)}"
         arrays[key] = np.array(to_host(obj), copy=True)
         return {"__array__": key}

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..backends import check_int, check_real
+from ..checks import check_int, check_real
 from .threads import auto_threads, limit_threads
 
 __all__ = ["History", "fit", "make_optimizer", "OPTIMIZERS", "DEFAULT_LR"]
