@@ -168,8 +168,8 @@ class Model:
         fraction of X. early_stopping=patience: stop after `patience` epochs without a lower
         monitored loss (val_loss, else loss) and restore the best epoch's weights. Batches are
         shuffled with `seed` (default: the model's) and the global epoch number, so fit(2) then
-        fit(2) equals fit(4). verbose: 0 silent, 1 a tqdm bar (if installed), 2 a line per epoch.
-        Host arrays in, only batches go to the device.
+        fit(2) equals fit(4). verbose: 0 / False silent, 1 / True a tqdm bar (if installed), 2 a
+        line per epoch. Host arrays in, only batches go to the device.
         """
         return _fit(self, X, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, l1=l1,
                     l2=l2, validation_data=validation_data, validation_split=validation_split,
