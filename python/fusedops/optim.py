@@ -24,8 +24,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import _optim_state
-from ._dispatch import launch
 from ._arrays import full, host_copy, is_device_array, zero_fill
+from ._dispatch import launch
 from ._flat import flatten, span
 from .backends import resolve_backend
 from .checks import check_array, check_like, check_no_overlap, check_real
