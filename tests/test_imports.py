@@ -7,15 +7,15 @@ without the other). On that graph:
 - no import circle;
 - layers: the core (everything but fusedops.apps, fusedops.__main__ and the optional adapters
   fusedops.torch / sklearn / distributed) imports neither the apps nor an adapter; adapters may
-  import the core but not the apps or each other; only the apps import adapters.
+  import the core but not the apps or each other; only the apps import adapters;
+- nothing imports a name from the module it moved out of (backends.MOVED, _flat.MOVED: still
+  importable there for outside code, with a DeprecationWarning).
 The root package's PEP 562 `__getattr__` reaches ops, nn, apps, ... by name through
 importlib, not through import statements: it is the one door from the core to the apps, and
 the subprocess tests below check that `import fusedops` loads none of them.
 """
 from __future__ import annotations
 
-import ast
-import importlib.util
 import json
 import subprocess
 import sys
@@ -24,122 +24,16 @@ from pathlib import Path
 
 import pytest
 
-APPS = ("fusedops.apps", "fusedops.__main__")
-ADAPTERS = ("fusedops.torch", "fusedops.sklearn", "fusedops.distributed")
+from import_graph import (layer, find_cycles, import_graph, imports_of, layer_violations,
+                          moved_imports, package_modules)
+
 LAZY_SUBPACKAGES = ("ops", "optim", "nn", "data")
-EXTENSIONS = ("fusedops._fusedops_c",)  # built by cffi: a module, though not a .py file
-
-
-def _within(name: str, prefixes) -> bool:
-    return any(name == p or name.startswith(p + ".") for p in prefixes)
-
-
-def _layer(name: str) -> str:
-    if _within(name, APPS):
-        return "apps"
-    if _within(name, ADAPTERS):
-        return "adapter"
-    return "core"
-
-
-def package_modules() -> dict:
-    """{module name: (path, is_package)} for every .py file of fusedops and fusedops.kernels."""
-    out = {}
-    for pkg in ("fusedops", "fusedops.kernels"):
-        root = Path(importlib.util.find_spec(pkg).submodule_search_locations[0])
-        for path in sorted(root.rglob("*.py")):
-            parts = [pkg, *path.relative_to(root).with_suffix("").parts]
-            is_pkg = parts[-1] == "__init__"
-            if is_pkg:
-                parts.pop()
-            out[".".join(parts)] = (path, is_pkg)
-    return out
-
-
-def _is_module(name: str, modules) -> bool:
-    return name in modules or name in EXTENSIONS or name in ADAPTERS
-
-
-def _absolute(module: str | None, level: int, importer: str, is_pkg: bool) -> str:
-    if level == 0:
-        return module
-    base = importer.split(".")
-    base = base[:len(base) - (level - 1)] if is_pkg else base[:len(base) - level]
-    return ".".join(base + ([module] if module else []))
-
-
-def imports_of(name: str, path: Path, is_pkg: bool, modules) -> set:
-    """The fusedops modules that `name` imports anywhere in its source. `from X import Y` is an
-    import of X.Y when that is a module, else of X (Y is a name defined in X)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            targets = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = _absolute(node.module, node.level, name, is_pkg)
-            targets = [f"{base}.{a.name}" if _is_module(f"{base}.{a.name}", modules) else base
-                       for a in node.names]
-        else:
-            continue
-        found.update(t for t in targets if t == "fusedops" or t.startswith("fusedops."))
-    found.discard(name)
-    return found
-
-
-def import_graph() -> dict:
-    modules = package_modules()
-    return {name: imports_of(name, path, is_pkg, modules) for name, (path, is_pkg) in modules.items()}
-
-
-def find_cycles(graph: dict) -> list:
-    """Every strongly connected component with more than one module (Tarjan), each as a sorted
-    list of module names."""
-    index, low, stack, on_stack, out = {}, {}, [], set(), []
-
-    def visit(v):
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        on_stack.add(v)
-        for w in graph.get(v, ()):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on_stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            comp = []
-            while True:
-                w = stack.pop()
-                on_stack.discard(w)
-                comp.append(w)
-                if w == v:
-                    break
-            if len(comp) > 1:
-                out.append(sorted(comp))
-
-    for v in sorted(graph):
-        if v not in index:
-            visit(v)
-    return out
-
-
-def layer_violations(graph: dict) -> list:
-    """(importer, imported) pairs that break the layering."""
-    bad = []
-    for src, targets in graph.items():
-        for dst in targets:
-            s, d = _layer(src), _layer(dst)
-            if d == "apps" and s != "apps":
-                bad.append((src, dst))
-            elif d == "adapter" and s != "apps" and dst.split(".")[:2] != src.split(".")[:2]:
-                bad.append((src, dst))
-    return sorted(bad)
 
 
 # --------------------------------------------------------------------------- the walker itself
 
-def _graph_of(tmp_path, files: dict) -> dict:
-    """The walker's graph for a fake package `fusedops` made of `files` {relative path: source}."""
+def _fake_package(tmp_path, files: dict) -> dict:
+    """package_modules() of a fake package `fusedops` made of `files` {relative path: source}."""
     modules = {}
     for rel, src in files.items():
         path = tmp_path / rel
@@ -148,6 +42,11 @@ def _graph_of(tmp_path, files: dict) -> dict:
         parts = ["fusedops", *Path(rel).with_suffix("").parts]
         is_pkg = parts[-1] == "__init__"
         modules[".".join(parts[:-1] if is_pkg else parts)] = (path, is_pkg)
+    return modules
+
+
+def _graph_of(tmp_path, files: dict) -> dict:
+    modules = _fake_package(tmp_path, files)
     return {n: imports_of(n, p, k, modules) for n, (p, k) in modules.items()}
 
 
@@ -212,6 +111,41 @@ def test_core_never_imports_the_apps_or_an_adapter():
         f"{a} -> {b}" for a, b in bad)
 
 
+def test_walker_finds_imports_of_moved_names(tmp_path):
+    modules = _fake_package(tmp_path, {
+        "__init__.py": "", "backends.py": "", "checks.py": "",
+        "ops.py": "from .backends import resolve_backend, check_real\n"
+                  "def f():\n    from fusedops.backends import check_int\n"})
+    moved = {"fusedops.backends": {"check_real": "fusedops.checks", "check_int": "fusedops.checks"}}
+    assert moved_imports(modules, moved) == [
+        "fusedops.ops:1: from fusedops.backends import check_real -> from fusedops.checks "
+        "import check_real",
+        "fusedops.ops:3: from fusedops.backends import check_int -> from fusedops.checks "
+        "import check_int"]
+
+
+def test_no_module_imports_a_name_from_where_it_used_to_live():
+    from fusedops import _flat, backends
+
+    found = moved_imports(package_modules(), {"fusedops.backends": backends.MOVED,
+                                              "fusedops._flat": _flat.MOVED})
+    assert not found, "imports from a name's old home:\n" + "\n".join(found)
+
+
+def test_moved_names_still_import_from_their_old_home_with_a_warning():
+    from fusedops import _arrays, _flat, backends, checks
+
+    with pytest.warns(DeprecationWarning,
+                      match="fusedops.backends.check_real has moved: import it from fusedops.checks"):
+        assert backends.check_real is checks.check_real
+    with pytest.warns(DeprecationWarning, match="fusedops.backends.is_device_array has moved"):
+        assert backends.is_device_array is _arrays.is_device_array
+    with pytest.warns(DeprecationWarning, match="fusedops._flat.host_copy has moved"):
+        assert _flat.host_copy is _arrays.host_copy
+    with pytest.raises(AttributeError, match="no attribute 'check_nothing'"):
+        backends.check_nothing  # noqa: B018
+
+
 def test_kernels_import_nothing_from_the_api():
     graph = import_graph()
     bad = {(m, t) for m, ts in graph.items() if m.startswith("fusedops.kernels")
@@ -234,7 +168,7 @@ def test_import_fusedops_loads_no_app_and_no_subpackage():
         import fusedops
         print(json.dumps(sorted(m for m in sys.modules if m.startswith(("fusedops", "numba", "numpy")))))
     """))
-    assert not [m for m in out if _layer(m) == "apps"], out
+    assert not [m for m in out if layer(m) == "apps"], out
     for sub in LAZY_SUBPACKAGES + ("kernels",):
         assert f"fusedops.{sub}" not in out, out
     assert out == ["fusedops"], out  # not even NumPy or the JIT: they come with the first use

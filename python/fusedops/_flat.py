@@ -5,9 +5,24 @@ arrays or PyTorch CUDA tensors (fusedops._arrays tells them apart and copies bet
 """
 from __future__ import annotations
 
+import warnings
+from importlib import import_module
+
 import numpy as np
 
 from ._arrays import address, array_info, as_numba_device, host_data, is_device_array
+
+# kind-blind helpers that lived here before fusedops._arrays: importable from here with a
+# DeprecationWarning while code written against the old layout is updated
+MOVED = dict.fromkeys(("full", "host_copy", "copy_into", "zero_fill"), "fusedops._arrays")
+
+
+def __getattr__(name: str):
+    if name in MOVED:
+        warnings.warn(f"fusedops._flat.{name} has moved: import it from {MOVED[name]}",
+                      DeprecationWarning, stacklevel=2)
+        return getattr(import_module(MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _root(a: np.ndarray) -> np.ndarray:

@@ -13,16 +13,34 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import warnings
 
 import numpy as np
 
-from ._arrays import is_device_array
+from . import _arrays
 
 __all__ = ["BACKENDS", "BackendUnavailableError", "available_backends", "backend_unavailable_reason",
            "check_backend_name", "cuda_simulator", "default_backend", "resolve_backend",
            "cpu_module", "cuda_module", "threads_per_block", "set_num_threads", "get_num_threads"]
 
 BACKENDS = ("numpy", "numba", "c", "cuda")
+
+# Names this module held before the checks and the array kinds got modules of their own: still
+# importable from here, with a DeprecationWarning naming the new home, so code written against
+# the old layout keeps running while it is updated (tests/test_imports.py fails on any use of
+# them inside fusedops).
+MOVED = {**dict.fromkeys(("FLOAT_DTYPES", "check_array", "check_like", "check_no_overlap",
+                          "check_real", "check_int", "check_bool"), "fusedops.checks"),
+         **dict.fromkeys(("ArrayInfo", "array_info", "is_device_array", "overlaps"),
+                         "fusedops._arrays")}
+
+
+def __getattr__(name: str):
+    if name in MOVED:
+        warnings.warn(f"fusedops.backends.{name} has moved: import it from {MOVED[name]}",
+                      DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class BackendUnavailableError(RuntimeError):
@@ -82,7 +100,7 @@ def check_backend_name(name, argname="backend") -> str:
 
 def default_backend(*arrays) -> str:
     """The backend used when none is given: FUSEDOPS_BACKEND, else cuda for GPU arrays, else numba."""
-    return _default_backend(any(is_device_array(a) for a in arrays if a is not None))
+    return _default_backend(any(_arrays.is_device_array(a) for a in arrays if a is not None))
 
 
 def _default_backend(on_device: bool) -> str:
@@ -94,7 +112,7 @@ def _default_backend(on_device: bool) -> str:
 
 def resolve_backend(backend, *arrays) -> str:
     """Pick and check the backend for a call on `arrays` (None entries are ignored)."""
-    on_device = any(is_device_array(a) for a in arrays if a is not None)
+    on_device = any(_arrays.is_device_array(a) for a in arrays if a is not None)
     if backend is None:
         name = _default_backend(on_device)
     else:
