@@ -6,6 +6,7 @@ cannot be read, tested or moved one without the other).
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -52,11 +53,16 @@ def _absolute(module: str | None, level: int, importer: str, is_pkg: bool) -> st
     return ".".join(base + ([module] if module else []))
 
 
+@functools.lru_cache(maxsize=None)
+def _parse(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(), str(path))
+
+
 def import_statements(name: str, path: Path, is_pkg: bool, modules):
     """Every import statement in `name`'s source, anywhere (module level, functions, classes):
     (line, [(imported name, module it imports)]). `from X import Y` is an import of X.Y when
     that is a module, else of X (Y is a name defined in X)."""
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(_parse(path)):
         if isinstance(node, ast.Import):
             yield node.lineno, [(a.name, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
