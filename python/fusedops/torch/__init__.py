@@ -13,8 +13,9 @@ tensors on the CUDA kernels on PyTorch's current stream: no copies either way.
 """
 try:
     import torch  # noqa: F401
-except ImportError as exc:  # pragma: no cover - exercised only without torch
-    raise ImportError("fusedops.torch needs PyTorch: pip install 'fusedops[torch]'") from exc
+except ModuleNotFoundError as exc:  # also when imported directly, not as fusedops.torch
+    raise ModuleNotFoundError("fusedops.torch needs torch, which is not installed: "
+                              "pip install 'fusedops[torch]'", name=exc.name) from exc
 
 from .flat import FlatBuffer, flatten_parameters
 from .nn import BatchNorm1d, Dropout, batch_norm, dropout

@@ -6,7 +6,7 @@ keeps working, and BatchNorm1d has torch's parameters, buffers and state_dict ke
 """
 import torch
 
-from ..backends import check_bool, check_int, check_real
+from ..checks import check_bool, check_int, check_real
 from ._custom_ops import batch_norm_op, dropout_op, rng_tensor
 from ._tensors import check_float
 

@@ -15,7 +15,7 @@ ValueError naming the option: SGD `dampening` != 0 (the kernel's buffer is h = m
 `differentiable=True` (the step is not recorded by autograd).
 """
 from .. import ops
-from ..backends import check_real
+from ..checks import check_real
 from ..ops.optim import _adagrad_scalars, _adam_scalars, _rmsprop_scalars, _sgd_scalars
 from ._optimizer import FusedOptimizer, as_number, number, reject
 
