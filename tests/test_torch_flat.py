@@ -73,7 +73,7 @@ def test_gradients_stay_in_the_flat_buffer_through_training(set_to_none):
             torch.testing.assert_close(p.grad, q.grad, rtol=1e-14, atol=0)
 
 
-@pytest.mark.filterwarnings("ignore:Using backward\(\) with create_graph=True")
+@pytest.mark.filterwarnings(r"ignore:Using backward\(\) with create_graph=True")
 def test_create_graph_keeps_the_autograd_gradient():
     model = make_model(torch.float64)
     ft.flatten_parameters(model)
