@@ -44,16 +44,23 @@ def test_cuda_backend_on_cpu_tensors_equals_numba():
 @needs_gpu
 @pytest.mark.parametrize("flat", [False, True])
 def test_optimizer_on_cuda_tensors_equals_cpu(flat):
+    """Both optimizers read the CPU model's gradients, so only the kernels differ."""
     model = make_model(torch.float64)
     gpu = clone_model(model).cuda()
     if flat:
         ft.flatten_parameters(gpu, split(gpu))
     x, y = batch(torch.float64)
-    _train(model, ft.AdamW(model.parameters(), lr=0.01), 4, x, y)
-    opt = ft.AdamW(gpu.parameters(), lr=0.01)
-    _train(gpu, opt, 4, x.cuda(), y.cuda())
+    cpu_opt, opt = ft.AdamW(model.parameters(), lr=0.01), ft.AdamW(gpu.parameters(), lr=0.01)
+    for _ in range(4):
+        for m, o, xb, yb in ((model, cpu_opt, x, y), (gpu, opt, x.cuda(), y.cuda())):
+            o.zero_grad()
+            loss_backward(m, xb, yb)  # on the GPU: puts the gradients in the flat buffer
+        for p, q in zip(model.parameters(), gpu.parameters()):
+            q.grad.copy_(p.grad)
+        cpu_opt.step()
+        opt.step()
     for p, q in zip(model.parameters(), gpu.parameters()):
-        torch.testing.assert_close(q.cpu(), p, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(q.cpu(), p, rtol=1e-13, atol=1e-15)
         st = opt.state[q]
         assert st["exp_avg"].is_cuda and st["step"].device.type == "cpu"
     assert len(opt._buckets) == (2 if flat else 0)
@@ -84,14 +91,19 @@ def test_batchnorm_on_cuda_equals_cpu():
 
 @needs_gpu
 def test_kernels_run_on_the_current_stream():
-    """Work queued on a side stream right before the fused op: the op must wait for it."""
+    """Work queued on a side stream right before the fused ops: they must wait for it, and the
+    work queued after them must wait for them (fresh values each round: a kernel on another
+    stream would read or leave stale memory)."""
     s = torch.cuda.Stream()
     with torch.cuda.stream(s):
-        for _ in range(3):
-            x = torch.ones(1 << 22, device="cuda")
+        for r in range(3):
+            x = torch.full((1 << 22,), float(r), device="cuda")
             for _ in range(20):
-                x = x * 1.0 + 0.0  # a queue of kernels on s
-            y = ft.dropout(x, 0.5, seed=1, offset=0)
-            expect = torch.where(y != 0, 2.0, 0.0)
-            assert torch.equal(y, expect) and int((y != 0).sum()) > 0
+                x = x + 1.0  # a queue of kernels on s; x ends at r + 20
+            y = ft.dropout(x, 0.5, seed=1, offset=r)
+            assert set(torch.unique(y).tolist()) == {0.0, 2.0 * (r + 20)}
+            w = torch.nn.Parameter(torch.zeros(1 << 22, device="cuda"))
+            w.grad = x.clone()
+            ft.SGD([w], lr=1.0).step()
+            assert torch.equal(w.detach(), -x)
     torch.cuda.synchronize()

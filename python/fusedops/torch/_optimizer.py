@@ -215,7 +215,7 @@ class FusedOptimizer(torch.optim.Optimizer):
                 return None
         key = tuple(map(id, params))
         bucket = self._buckets.get(key)
-        if bucket is None:
+        if bucket is None or bucket.total != sum(p.numel() for p in params):  # p.data resized
             bucket = self._buckets[key] = _Bucket(params)
         return bucket
 
