@@ -7,6 +7,10 @@
   regenerated) vs torch.nn.Dropout; 16.25 bytes per element;
 - BatchNorm1d forward + backward in training on (65536, 256): fusedops.torch.BatchNorm1d vs
   torch.nn.BatchNorm1d; 32 bytes per element;
+  both also as "fusedops-ops-preallocated": the same fusedops.ops calls the modules make, into
+  preallocated outputs. A module returns fresh output tensors (y, then dx), and on a host
+  where a fresh 64 MB buffer costs page faults on first touch (tens of ms on a loaded VM),
+  that cost, paid by torch's modules alike, is the difference between the two rows;
 - one training step (forward, loss, backward, Adam) of an MLP with BatchNorm1d and Dropout:
   fusedops.torch modules and Adam on the flattened model vs the torch modules and fused Adam.
 
@@ -15,6 +19,7 @@ CUDA variants join the groups when torch has a GPU. Correctness is checked once 
     pytest benchmarks/test_torch.py --benchmark-only --benchmark-group-by=group
     FUSEDOPS_BENCH_SIZES=1000000 pytest benchmarks/test_torch.py --benchmark-only   # quick
 """
+import numpy as np
 import pytest
 from conftest import TORCH_CUDA, bench_sizes, run_benchmark, torch
 
@@ -22,6 +27,7 @@ if torch is None:
     pytest.skip("torch is not installed", allow_module_level=True)
 
 import fusedops.torch as ft  # noqa: E402
+from fusedops import ops  # noqa: E402
 
 ADAM_N = bench_sizes([25_000_000])[0]
 DROPOUT_N = bench_sizes([16_777_216])[0]
@@ -88,17 +94,33 @@ def _fwd_bwd(module, x, dy):
     return step
 
 
-@pytest.mark.parametrize("name, device", _params(None)(["fusedops", "fusedops-regen", "torch"]))
+def _preallocated_dropout(x, dy):
+    """ops.dropout_forward + dropout_backward into preallocated host outputs."""
+    xn, dyn = x.detach().numpy(), dy.numpy()
+    yn, dxn = np.empty_like(xn), np.empty_like(xn)
+
+    def step():
+        _, mask = ops.dropout_forward(xn, 0.5, seed=1, out=yn)
+        ops.dropout_backward(dyn, p=0.5, mask=mask, out=dxn)
+        x.grad = torch.from_numpy(dxn)
+    return step
+
+
+@pytest.mark.parametrize("name, device", _params(None)(["fusedops", "fusedops-regen", "torch"])
+                         + [pytest.param("fusedops-ops-preallocated", "cpu")])
 def test_dropout_forward_backward(benchmark, name, device):
     benchmark.group = f"torch dropout fwd+bwd n={DROPOUT_N}"
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(DROPOUT_N // 1024, 1024, generator=gen).to(device).requires_grad_()
     dy = torch.randn(x.shape, generator=gen).to(device)
-    if name == "torch":
+    if name == "fusedops-ops-preallocated":
+        step = _preallocated_dropout(x, dy)
+    elif name == "torch":
         module = torch.nn.Dropout(0.5)
     else:
         module = ft.Dropout(0.5, seed=1, save_mask=name == "fusedops")
-    step = _fwd_bwd(module, x, dy)
+    if name != "fusedops-ops-preallocated":
+        step = _fwd_bwd(module, x, dy)
     step()
     kept = x.grad != 0  # checked: dx = dy * keep / (1 - p), about half kept
     assert abs(float(kept.float().mean()) - 0.5) < 0.01
@@ -109,15 +131,33 @@ def test_dropout_forward_backward(benchmark, name, device):
 
 # --------------------------------------------------------------------------- BatchNorm1d
 
-@pytest.mark.parametrize("name, device", _params(None)(["fusedops", "torch"]))
+def _preallocated_batchnorm(x, dy):
+    """ops.batchnorm_forward + batchnorm_backward into preallocated host outputs."""
+    xn, dyn = x.detach().numpy(), dy.numpy()
+    yn, dxn = np.empty_like(xn), np.empty_like(xn)
+    gamma, beta = np.ones(256, np.float32), np.zeros(256, np.float32)
+    rm, rv = np.zeros(256, np.float32), np.ones(256, np.float32)
+
+    def step():
+        _, mean, invstd = ops.batchnorm_forward(xn, gamma, beta, rm, rv, training=True, out=yn)
+        ops.batchnorm_backward(dyn, xn, gamma, mean, invstd, out=dxn)
+        x.grad = torch.from_numpy(dxn)
+    return step
+
+
+@pytest.mark.parametrize("name, device", _params(None)(["fusedops", "torch"])
+                         + [pytest.param("fusedops-ops-preallocated", "cpu")])
 def test_batchnorm_forward_backward(benchmark, name, device):
     rows = max(2, BN_N // 256)
     benchmark.group = f"torch batchnorm1d fwd+bwd ({rows}, 256)"
     gen = torch.Generator().manual_seed(0)
     x = (torch.randn(rows, 256, generator=gen) * 2 + 3).to(device).requires_grad_()
     dy = torch.randn(x.shape, generator=gen).to(device)
-    module = (ft.BatchNorm1d if name == "fusedops" else torch.nn.BatchNorm1d)(256).to(device)
-    step = _fwd_bwd(module, x, dy)
+    if name == "fusedops-ops-preallocated":
+        step = _preallocated_batchnorm(x, dy)
+    else:
+        module = (ft.BatchNorm1d if name == "fusedops" else torch.nn.BatchNorm1d)(256)
+        step = _fwd_bwd(module.to(device), x, dy)
     step()
     ref = torch.nn.BatchNorm1d(256).to(device)
     xr = x.detach().clone().requires_grad_()
