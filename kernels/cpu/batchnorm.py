@@ -71,8 +71,8 @@ def _merge_chunks_kernel(cmean, cm2, pmean, pm2, n, chunk, tile):
             f, w = _chan_weights(na, nb)
             pk, qk = pmean[k, j0:j1], pm2[k, j0:j1]
             for j in range(j1 - j0):
-                ma[j], t = _chan_step(ma[j], pk[j], f, w)
-                m2a[j] += qk[j] + t
+                ma[j], dm2 = _chan_step(ma[j], pk[j], f, w)
+                m2a[j] += qk[j] + dm2
             na += nb
         cmean[j0:j1] = ma
         cm2[j0:j1] = m2a
@@ -87,8 +87,8 @@ def _stats_combine_kernel(mean, invstd, rm, rv, cm, cs, cb, cmean, cm2, gamma, b
         na, ma, m2a = 0.0, 0.0, 0.0
         for l in range(nl):
             f, w = _chan_weights(na, n)
-            ma, t = _chan_step(ma, cmean[c * nl + l], f, w)
-            m2a += cm2[c * nl + l] + t
+            ma, dm2 = _chan_step(ma, cmean[c * nl + l], f, w)
+            m2a += cm2[c * nl + l] + dm2
             na += n
         inv = _finish_stats(mean, invstd, rm, rv, c, na, ma, m2a, eps, momentum, update)
         _coefficients(cm, cs, cb, c, nl, mean[c], inv, gamma, beta, has_gamma, has_beta)

@@ -16,14 +16,13 @@ import numpy as np
 from numba import cuda, float64
 
 from ..common import batchnorm as common
-from .launch import grid_for
+from .launch import MAX_GRID_Y, grid_for, grid_y_for
 
 CHUNK_ROWS = 128  # rows per partial: the same chunking as the CPU backends
 # merge kernels: a fixed block of _LANES channels x _GROUPS chunk ranges (not tied to the
 # threads-per-block setting, so the merge order, and the bits, never change)
 _LANES = 32
 _GROUPS = 8
-_MAX_GRID_Y = 65535
 
 _b = common.build(cuda.jit(device=True, inline="always"))  # shared with the CPU backend
 _chan_weights, _chan_step, _finish_stats = _b.chan_weights, _b.chan_step, _b.finish_stats
@@ -59,8 +58,8 @@ def _chan(na, ma, m2a, nb, mb, m2b):
     if nb == 0.0:
         return na, ma, m2a
     f, w = _chan_weights(na, nb)
-    ma, t = _chan_step(ma, mb, f, w)
-    return na + nb, ma, m2a + m2b + t
+    ma, dm2 = _chan_step(ma, mb, f, w)
+    return na + nb, ma, m2a + m2b + dm2
 
 
 @cuda.jit
@@ -220,7 +219,7 @@ def _columns(nj, tpb):
 def _elementwise_geometry(n, nj, tpb):
     bx, gx = _columns(nj, tpb)
     by = max(1, tpb // bx)
-    gy = max(1, min(-(-n // by), _MAX_GRID_Y, grid_for(n * nj, tpb) // gx or 1))
+    gy = max(1, min(-(-n // by), MAX_GRID_Y, grid_for(n * nj, tpb) // gx or 1))
     return (gx, gy), (bx, by)
 
 
@@ -230,7 +229,7 @@ def _stats(mean, invstd, cm, cs, cb, rm, rv, x2, gamma, beta, n, nl, eps, moment
     pmean = _scratch("pmean", (nch, nj), np.float64)
     pm2 = _scratch("pm2", (nch, nj), np.float64)
     bx, gx = _columns(nj, tpb)
-    _stats_partials_kernel[(gx, min(nch, _MAX_GRID_Y)), bx](pmean, pm2, x2, CHUNK_ROWS)
+    _stats_partials_kernel[(gx, grid_y_for(nch)), bx](pmean, pm2, x2, CHUNK_ROWS)
     update = rm is not None
     rm, _ = _optional(rm, "rm", x2.dtype)
     rv, _ = _optional(rv, "rv", x2.dtype)
@@ -289,8 +288,8 @@ def batchnorm_backward(dx, dgamma, dbeta, dy, x, mean, invstd, gamma, training, 
     cm, c1, c2, c3 = (_scratch(t, (nj,), x.dtype) for t in ("cm", "cs", "cb", "c3"))
     bx, gx = _columns(nj, tpb)
     if nch:
-        _grad_partials_kernel[(gx, min(nch, _MAX_GRID_Y)), bx](psum, pdot, dy2, x2, mean, nl,
-                                                                CHUNK_ROWS)
+        _grad_partials_kernel[(gx, grid_y_for(nch)), bx](psum, pdot, dy2, x2, mean, nl,
+                                                          CHUNK_ROWS)
     g, has_g = _optional(gamma, "gamma", x.dtype)
     _grad_combine_kernel[-(-c // _LANES), (_LANES, _GROUPS)](
         dgamma, dbeta, cm, c1, c2, c3, psum[:nch], pdot[:nch], mean, invstd, g, nl,
