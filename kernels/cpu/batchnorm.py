@@ -71,7 +71,8 @@ def _merge_chunks_kernel(cmean, cm2, pmean, pm2, n, chunk, tile):
             f, w = _chan_weights(na, nb)
             pk, qk = pmean[k, j0:j1], pm2[k, j0:j1]
             for j in range(j1 - j0):
-                ma[j], dm2 = _chan_step(ma[j], pk[j], f, w)
+                mb = pk[j]  # before ma[j]: LLVM then interleaves the vector loop 2x (asm)
+                ma[j], dm2 = _chan_step(ma[j], mb, f, w)
                 m2a[j] += qk[j] + dm2
             na += nb
         cmean[j0:j1] = ma
