@@ -12,6 +12,14 @@ SIM_BLOCKS = 4
 MAX_GRID_Y = 65535  # CUDA's limit on gridDim.y
 
 
+def block_for(n, threads_per_block):
+    """threads_per_block; under the simulator no more threads than the n items (a step on 2
+    elements then runs 2 Python threads, not 32; no result depends on the block size)."""
+    if config.ENABLE_CUDASIM:
+        return max(1, min(threads_per_block, n))
+    return threads_per_block
+
+
 def grid_for(n, threads_per_block):
     """Blocks for a grid-stride loop over n items: enough to fill the device, no more than n needs."""
     blocks = (n + threads_per_block - 1) // threads_per_block

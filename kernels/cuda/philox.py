@@ -8,7 +8,7 @@ import numpy as np
 from numba import cuda
 
 from ..common import philox as common
-from .launch import grid_for
+from .launch import block_for, grid_for
 
 philox4x32_10 = common.build(cuda.jit(device=True, inline="always")).philox4x32_10
 
@@ -30,4 +30,5 @@ def philox4x32(out, counter, key, *, threads_per_block):
     """out (4n,) uint32 <- Philox4x32-10 of counter (4n,) under key (2n,), device arrays."""
     n = out.size // 4
     if n:
-        _philox_kernel[grid_for(n, threads_per_block), threads_per_block](out, counter, key)
+        tpb = block_for(n, threads_per_block)
+        _philox_kernel[grid_for(n, tpb), tpb](out, counter, key)
