@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import backends
+from ._arrays import as_numba_device
 
 
 class Kernel(NamedTuple):
@@ -95,10 +96,8 @@ def _launch_cuda(family, name, arrays, writes, scalars, flat):
             d = cuda.to_device(a)
             if i in writes:
                 copy_back.append((d, a))
-        elif hasattr(a, "copy_to_host"):
-            d = a  # numba device array (or simulator array)
-        else:
-            d = cuda.as_cuda_array(a)  # CuPy, PyTorch, ...: zero copy
+        else:  # a Numba (or simulator) device array as it is; CuPy, PyTorch, ...: zero copy
+            d = as_numba_device(a)
         dev.append(_flat(d, flat))
     fn = getattr(backends.cuda_module(family), name)
     fn(*dev, *scalars, threads_per_block=backends.threads_per_block())
