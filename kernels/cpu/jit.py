@@ -53,7 +53,8 @@ def _canonical(options: dict) -> str:
 
 def _compile(fn, options: dict):
     kernel = njit(**options)(fn)
-    if hasattr(kernel, "enable_caching"):  # not under NUMBA_DISABLE_JIT=1
+    if hasattr(kernel, "enable_caching"):  # a Dispatcher (a plain function with NUMBA_DISABLE_JIT)
+        # what enable_caching() (njit(cache=True)) does, with the keyed cache in its place
         kernel._cache = SourceKeyedCache(kernel.py_func, _canonical(options))
         kernel.fusedops_options = dict(options)
     return kernel
@@ -69,5 +70,7 @@ def serial_twin(parallel_kernel):
     calling thread, and no thread pool is woken (for inputs too small to repay it). Each
     iteration runs the same code as in the parallel kernel; its cache entries are its own
     (the options are in the key)."""
-    options = dict(parallel_kernel.fusedops_options, parallel=False)
-    return _compile(parallel_kernel.py_func, options)
+    options = getattr(parallel_kernel, "fusedops_options", None)
+    if options is None:  # NUMBA_DISABLE_JIT: the kernel is the Python function itself
+        return parallel_kernel
+    return _compile(parallel_kernel.py_func, dict(options, parallel=False))
