@@ -16,7 +16,7 @@ ValueError naming the option: SGD `dampening` != 0 (the kernel's buffer is h = m
 """
 from .. import ops
 from ..checks import check_real
-from ..ops.optim import _adagrad_scalars, _adam_scalars, _rmsprop_scalars, _sgd_scalars
+from ..ops.optim import adagrad_scalars, adam_scalars, rmsprop_scalars, sgd_scalars
 from ._optimizer import FusedOptimizer, as_number, number, reject
 
 __all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
@@ -40,7 +40,7 @@ class SGD(FusedOptimizer):
     def _hyper(self, group):
         reject(group, "dampening", 0, "the fused momentum buffer is h = momentum*h + g; use "
                "dampening=0 or torch.optim.SGD")
-        lr, momentum, nesterov, wd, l1 = _sgd_scalars(
+        lr, momentum, nesterov, wd, l1 = sgd_scalars(
             number(group, "lr"), number(group, "momentum"), group["nesterov"],
             number(group, "weight_decay"), group["l1"])
         return dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=wd, l1=l1)
@@ -71,7 +71,7 @@ class Adagrad(FusedOptimizer):
     def _hyper(self, group):
         lr_decay = check_real("lr_decay", number(group, "lr_decay"), lo=0.0)
         check_real("initial_accumulator_value", group["initial_accumulator_value"], lo=0.0)
-        lr, eps, inside, wd, l1 = _adagrad_scalars(
+        lr, eps, inside, wd, l1 = adagrad_scalars(
             number(group, "lr"), group["eps"], group["eps_inside_sqrt"],
             number(group, "weight_decay"), group["l1"])
         return dict(lr=lr, eps=eps, eps_inside_sqrt=inside, weight_decay=wd, l1=l1,
@@ -105,7 +105,7 @@ class RMSprop(FusedOptimizer):
 
     def _hyper(self, group):
         reject(group, "capturable", False, "the step runs on the host's step count")
-        lr, alpha, eps, inside, momentum, wd, l1 = _rmsprop_scalars(
+        lr, alpha, eps, inside, momentum, wd, l1 = rmsprop_scalars(
             number(group, "lr"), group["alpha"], group["eps"], group["eps_inside_sqrt"],
             group["momentum"], group["centered"], number(group, "weight_decay"), group["l1"])
         return dict(lr=lr, alpha=alpha, eps=eps, eps_inside_sqrt=inside, momentum=momentum,
@@ -143,7 +143,7 @@ class Adam(FusedOptimizer):
         b1, b2 = as_number("betas[0]", betas[0]), as_number("betas[1]", betas[1])
         decoupled = group["decoupled_weight_decay"]
         amsgrad = group["amsgrad"]
-        lr, b1, b2, eps, inside = _adam_scalars(
+        lr, b1, b2, eps, inside = adam_scalars(
             1, number(group, "lr"), b1, b2, group["eps"], group["eps_inside_sqrt"],
             number(group, "weight_decay"), group["l1"], decoupled, amsgrad)[:5]
         return dict(lr=lr, beta1=b1, beta2=b2, eps=eps, eps_inside_sqrt=inside,
