@@ -125,8 +125,9 @@ def build_config():
 
 
 def make_ffi(absolute=False):
-    """The FFI of the extension; paths relative to the current directory (what setuptools
-    wants) unless `absolute` (ffi.compile changes directory)."""
+    """The FFI of the extension (setup.py's cffi_modules calls this; importing this file has
+    no side effects). Paths are relative to the current directory, as setuptools wants, unless
+    `absolute` (ffi.compile changes directory)."""
     path = os.path.abspath if absolute else os.path.relpath
     header = open(os.path.join(HERE, "fusedops.h")).read()
     simd, once = _classify_sources()
@@ -149,9 +150,6 @@ def make_ffi(absolute=False):
         extra_compile_args=flags, extra_link_args=["-fopenmp"])
     return ffi
 
-
-CFLAGS = build_config()[0]
-ffi = make_ffi()
 
 if __name__ == "__main__":
     make_ffi(absolute=True).compile(tmpdir=sys.argv[1] if len(sys.argv) > 1 else ".", verbose=True)
