@@ -13,9 +13,12 @@ pickle. Dense input only: sparse X raises a TypeError (call `X.toarray()` first)
 float32 by default (`dtype=None` keeps float64). See README "scikit-learn" for the differences.
 """
 try:
-    import sklearn  # noqa: F401
+    import sklearn
 except ImportError as exc:  # an optional extra
     raise ImportError(f"fusedops.sklearn needs scikit-learn ({exc}): pip install 'fusedops[sklearn]'") from None
+if tuple(int(p) for p in sklearn.__version__.split(".")[:2] if p.isdigit()) < (1, 6):
+    raise ImportError(f"fusedops.sklearn needs scikit-learn >= 1.6 (validate_data, estimator tags); "
+                      f"found {sklearn.__version__}: pip install -U 'fusedops[sklearn]'")
 
 from ._autoencoder import AutoencoderTransformer
 from ._mlp import MLPClassifier, MLPRegressor
