@@ -161,3 +161,14 @@ def test_other_errors():
         est.set_params(hidden_layer_sizes=(9,)).fit(X, y)
     with pytest.raises(ValueError, match="X has 3 features, but MLPClassifier is expecting 64"):
         est.predict(X[:, :3])
+
+
+def test_warm_start_may_switch_early_stopping():
+    X, y = X_TR[:300] / 16, Y_TR[:300]
+    est = MLPClassifier(max_iter=2, early_stopping=True, warm_start=True, random_state=0).fit(X, y)
+    assert est.best_loss_ is None and len(est.validation_scores_) == 2
+    est.set_params(early_stopping=False).fit(X, y)
+    assert est.validation_scores_ is None and est.best_loss_ == min(est.loss_curve_[2:])
+    est.set_params(early_stopping=True).fit(X, y)
+    assert len(est.validation_scores_) == 2 and len(est.loss_curve_) == 6
+    assert not hasattr(AutoencoderTransformer(solver="lbfgs"), "partial_fit")

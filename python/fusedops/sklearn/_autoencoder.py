@@ -8,11 +8,12 @@ import numpy as np
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.metrics import r2_score
 from sklearn.utils import check_array, check_scalar
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import nn
 from ._base import BaseNetwork, store_params
-from ._params import SOLVERS, choice
+from ._params import choice
 
 _FLOATS = (np.float64, np.float32)
 _LOSSES = {"squared_error": "mse", "log_loss": "bce"}
@@ -59,15 +60,9 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         """Train the autoencoder to reconstruct X. y is ignored. Returns self."""
         return self._fit(X, None, incremental=False)
 
-    def _stochastic(self):
-        if self.solver not in SOLVERS:
-            raise AttributeError(f"partial_fit is only available for stochastic optimizers. {self.solver!r} "
-                                 "is not stochastic.")
-        return True
-
+    @available_if(BaseNetwork._stochastic)
     def partial_fit(self, X, y=None):
         """One epoch over X. y is ignored."""
-        self._stochastic()
         return self._fit(X, None, incremental=True)
 
     def _validate_input(self, X, y, p, incremental, reset):

@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_random_state
 
 from .. import nn, optim
 from ..nn.parameter import to_host
-from ._params import check_training_params, optimizer_key
+from ._params import SOLVERS, check_training_params, optimizer_key
 
 
 class SklearnAdam(optim.Adam):
@@ -129,6 +129,8 @@ class BaseNetwork(BaseEstimator):
         if p.early_stopping and self.validation_scores_ is None:  # switched on for a warm start
             self.validation_scores_, self.best_validation_score_ = [], -np.inf
             self._best_state = self._model._snapshot()
+        elif not p.early_stopping and self.best_loss_ is None:  # switched off
+            self.validation_scores_, self.best_validation_score_, self.best_loss_ = None, None, np.inf
 
         def end_of_epoch(model, history):
             return self._end_of_epoch(history.loss[-1], n, val, p)
@@ -208,6 +210,13 @@ class BaseNetwork(BaseEstimator):
             opt.load_state_dict(sd)
         opt.lr = lr
         self._learning_rate = lr
+
+    def _stochastic(self):
+        """partial_fit exists for the stochastic solvers only (scikit-learn's available_if)."""
+        if self.solver not in SOLVERS:
+            raise AttributeError(f"partial_fit is only available for stochastic optimizers. {self.solver!r} "
+                                 "is not stochastic.")
+        return True
 
     # ------------------------------------------------------------------ helpers
     def _check_same_network(self, p, X, Y):

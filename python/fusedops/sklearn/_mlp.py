@@ -16,7 +16,7 @@ from ..nn.layers import Linear
 from ..nn.parameter import to_host
 from ._base import BaseNetwork, store_params
 from ._losses import HalfPoissonDeviance, half_squared_error, multilabel_log_loss
-from ._params import SOLVERS, choice
+from ._params import choice
 
 _FLOATS = (np.float64, np.float32)
 
@@ -85,12 +85,6 @@ class _BaseMLP(BaseNetwork):
     def _view(self, a):
         return a if isinstance(a, np.ndarray) else to_host(a)
 
-    def _stochastic(self):
-        """partial_fit exists for the stochastic solvers only (scikit-learn's available_if)."""
-        if self.solver not in SOLVERS:
-            raise AttributeError(f"partial_fit is only available for stochastic optimizers. {self.solver!r} "
-                                 "is not stochastic.")
-        return True
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
@@ -134,7 +128,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         matrix for multilabel). Returns self."""
         return self._fit(X, y, incremental=False)
 
-    @available_if(_BaseMLP._stochastic)
+    @available_if(BaseNetwork._stochastic)
     def partial_fit(self, X, y, classes=None):
         """One epoch over (X, y); `classes` (all labels) is required on the first call."""
         if not hasattr(self, "classes_"):
@@ -231,7 +225,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         """Fit the network to X (n_samples, n_features) and y (n_samples,) or (n_samples, n_targets)."""
         return self._fit(X, y, incremental=False)
 
-    @available_if(_BaseMLP._stochastic)
+    @available_if(BaseNetwork._stochastic)
     def partial_fit(self, X, y):
         """One epoch over (X, y)."""
         return self._fit(X, y, incremental=True)
