@@ -14,22 +14,17 @@ other channels untouched.
 """
 from __future__ import annotations
 
-import numpy as np
-
+from .._arrays import empty
 from .._dispatch import launch
-from ..backends import (check_array, check_bool, check_like, check_no_overlap,
-                        check_real, resolve_backend)
+from ..backends import resolve_backend
+from ..checks import check_array, check_bool, check_like, check_no_overlap, check_real
 
 __all__ = ["batchnorm_forward", "batchnorm_backward"]
 
 
 def _empty(like_device: bool, shape, dtype):
     """A new array on the host, or on the GPU when the inputs live there."""
-    if like_device:
-        from numba import cuda
-
-        return cuda.device_array(shape, dtype)
-    return np.empty(shape, dtype)
+    return empty(shape, dtype, device=like_device)
 
 
 def _check_input(name, x):
