@@ -8,6 +8,8 @@ from sklearn.utils.estimator_checks import check_methods_subset_invariance, para
 
 from fusedops.sklearn import AutoencoderTransformer, MLPClassifier, MLPRegressor  # noqa: E402
 
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
 FLOAT32_SUBSETS = (
     "the network computes in float32 (dtype='float32', the default): one row goes through BLAS "
     "gemv and a batch through gemm, which add the products in different orders, so the codes "
