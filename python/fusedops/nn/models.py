@@ -55,6 +55,7 @@ class Model:
             first.input_grad = False  # nobody needs d(loss)/d(input): skip that product
         self.optimizer, self.optimizer_name = None, None
         self.epochs_trained = 0
+        self.history = None  # the History of the last fit, kept when Ctrl-C interrupts it
 
     # ------------------------------------------------------------------ parameters
     def parameters(self) -> list:
@@ -174,6 +175,9 @@ class Model:
         added to each batch's summed loss, i.e. weight decay l2_per_batch/n for a batch of n rows,
         and the reported loss includes it. callback(model, history), called after each epoch
         (after validation), stops training by returning True.
+        Ctrl-C stops after the step in progress (weights and optimizer state are those of whole
+        steps; a second Ctrl-C stops at once) and re-raises KeyboardInterrupt; the History of
+        the completed epochs is in `self.history`, with `interrupted=True`.
         """
         return _fit(self, X, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, l1=l1,
                     l2=l2, validation_data=validation_data, validation_split=validation_split,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..checks import check_int, check_real
+from .interrupt import deferred_sigint
 from .threads import auto_threads, limit_threads
 
 __all__ = ["History", "fit", "make_optimizer", "OPTIMIZERS", "DEFAULT_LR"]
@@ -26,7 +27,9 @@ class History:
     `val_loss` / `val_accuracy` are measured in eval mode after each epoch (empty without
     validation data; accuracies only for classification tasks). `best_epoch` is the epoch
     with the lowest monitored loss (val_loss, else loss); `stopped_epoch` is the epoch at which
-    early stopping ended training (None when all epochs ran).
+    early stopping ended training (None when all epochs ran). `interrupted` is True when a
+    KeyboardInterrupt (Ctrl-C) stopped `fit`: it stops after a whole step, re-raises, and this
+    record of the completed epochs stays in `model.history` (see nn/interrupt.py).
     """
 
     epoch: list = field(default_factory=list)
@@ -38,13 +41,15 @@ class History:
     best_epoch: int | None = None
     stopped_epoch: int | None = None
     restored_best: bool = False
+    interrupted: bool = False
 
     def __getitem__(self, key: str) -> list:
         return getattr(self, key)
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy",
-                                              "time", "best_epoch", "stopped_epoch", "restored_best")}
+                                              "time", "best_epoch", "stopped_epoch", "restored_best",
+                                              "interrupted")}
 
 
 def make_optimizer(model, optimizer, lr, l1, l2):
@@ -139,9 +144,9 @@ def fit(model, X, y=None, *, epochs, batch_size=32, optimizer="adam", lr=None, l
     X, y, val = _split(model, X, y, validation_data, validation_split)
     threads = auto_threads(model, threads)
     model.set_optimizer(optimizer, lr=lr, l1=l1, l2=l2)
-    with limit_threads(threads):
+    with limit_threads(threads), deferred_sigint() as ctrl_c:
         return _loop(model, X, y, val, epochs, batch_size, patience, shuffle, seed, verbose,
-                     l2_per_batch, callback)
+                     l2_per_batch, callback, ctrl_c)
 
 
 def _check_hooks(optimizer, l2, l2_per_batch, callback):
@@ -167,10 +172,11 @@ def _batch_l2(model, groups, l2, n):
     return (w @ w) * (0.5 * l2 / n)
 
 
-def _loop(model, X, y, val, epochs, batch_size, patience, shuffle, seed, verbose, l2_per_batch=0.0,
-          callback=None):
+def _loop(model, X, y, val, epochs, batch_size, patience, shuffle, seed, verbose, l2_per_batch,
+          callback, ctrl_c):
     xp, net, n = model.xp, model.net, len(X)
     hist, best, best_state, bar = History(), math.inf, None, _progress(verbose, epochs)
+    model.history = hist  # where Keras keeps it: after a Ctrl-C the record so far is at hand
     decayed = [g for g in model.optimizer.param_groups
                if l2_per_batch and any(getattr(p, "decay", True) for p in g["params"])]
     try:
@@ -184,6 +190,7 @@ def _loop(model, X, y, val, epochs, batch_size, patience, shuffle, seed, verbose
                 yb = xp.asarray(y[idx])
                 penalty = _batch_l2(model, decayed, l2_per_batch, len(idx)) if l2_per_batch else 0.0
                 loss, out = model._step(xp.asarray(X[idx]), yb)
+                ctrl_c.check()  # a step boundary: the only place a Ctrl-C stops training
                 loss_sum = loss_sum + (loss + penalty) * len(idx)  # on the device until the epoch ends
                 if model.has_accuracy:
                     correct = correct + model._correct(out, yb)
@@ -210,6 +217,10 @@ def _loop(model, X, y, val, epochs, batch_size, patience, shuffle, seed, verbose
             if stop:
                 hist.stopped_epoch = epoch
                 break
+            ctrl_c.check()
+    except KeyboardInterrupt:  # from ctrl_c, or a second Ctrl-C, or the callback
+        hist.interrupted = True
+        raise
     finally:
         if bar is not None:
             bar.close()
