@@ -26,9 +26,11 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 GEN_DIR = os.path.join(os.path.dirname(HERE), "build", "fusedops-simd")  # generated wrappers
 # Kernels, compiled once per SIMD level: they must keep no mutable global state (each level
-# has its own copy). Runtime state and setup live in ONCE_SOURCES, compiled once.
-SIMD_SOURCES = ("stream.c", "optim.c", "dropout.c", "batchnorm.c")
-ONCE_SOURCES = ("runtime.c", "simd.c")
+# has its own copy). Runtime state and setup live in ONCE_SOURCES, compiled once. A name not
+# (yet) in csrc/ is ignored: lowbit.c (low-bit optimizer state) and pool.c (the kernels' thread
+# pool) come from other branches.
+SIMD_SOURCES = ("stream.c", "optim.c", "dropout.c", "batchnorm.c", "lowbit.c")
+ONCE_SOURCES = ("runtime.c", "simd.c", "pool.c")
 PORTABLE_LEVELS = 3  # simd.h: baseline, avx2, avx512
 
 _BLOCK = re.compile(r"^/\* ---- [^\n]*?\((\w+\.c)\) ---- \*/$", re.M)
