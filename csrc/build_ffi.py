@@ -33,7 +33,7 @@ SIMD_SOURCES = ("stream.c", "optim.c", "dropout.c", "batchnorm.c", "lowbit.c")
 ONCE_SOURCES = ("runtime.c", "simd.c", "pool.c")
 PORTABLE_LEVELS = 3  # simd.h: baseline, avx2, avx512
 
-_BLOCK = re.compile(r"^/\* ---- [^\n]*?\((\w+\.c)\) ---- \*/$", re.M)
+_BLOCK = re.compile(r"^/\* ---- ([^\n]*?) ---- \*/$", re.M)
 _PROTO = re.compile(r"([\w\s*]+?)\b(fo_\w+)\s*\(([^)]*)\)\s*;")
 
 
@@ -44,16 +44,19 @@ def _cdef_text(header_path):
 
 
 def prototypes(header_text):
-    """[(source file, return type, name, parameters)] of fusedops.h, each function under the
-    "---- name (file.c) ----" block that holds it."""
+    """[(source files, return type, name, parameters)] of fusedops.h: each function under the
+    "/* ---- name (file.c) ---- */" block that holds it; the files are the *.c its head names."""
     heads = list(_BLOCK.finditer(header_text))
     out = []
     for k, head in enumerate(heads):
+        files = tuple(re.findall(r"\w+\.c\b", head.group(1)))
+        if not files:
+            raise RuntimeError(f"fusedops.h: block '{head.group(0)}' names no source file")
         end = heads[k + 1].start() if k + 1 < len(heads) else len(header_text)
         body = re.sub(r"/\*.*?\*/", "", header_text[head.end():end], flags=re.S)
         body = "\n".join(line for line in body.splitlines() if not line.lstrip().startswith("#"))
         for ret, name, params in _PROTO.findall(body):
-            out.append((head.group(1), " ".join(ret.split()), name, " ".join(params.split())))
+            out.append((files, " ".join(ret.split()), name, " ".join(params.split())))
     first = heads[0].start() if heads else len(header_text)
     if _PROTO.search(re.sub(r"/\*.*?\*/", "", header_text[:first], flags=re.S)):
         raise RuntimeError("fusedops.h: a prototype precedes the first '---- name (file.c) ----' block")
@@ -75,6 +78,15 @@ def _classify_sources():
             f"csrc/build_ffi.py: {', '.join(unknown)} not classified: add kernels (no mutable "
             "global state) to SIMD_SOURCES, runtime code and state to ONCE_SOURCES")
     return [f for f in found if f in SIMD_SOURCES], [f for f in found if f in ONCE_SOURCES]
+
+
+def _dispatched(files, simd):
+    """Whether the functions of a header block naming `files` are per-level kernels."""
+    kernels = [f in simd for f in files]
+    if any(kernels) and not all(kernels):
+        raise RuntimeError(f"fusedops.h: one block names kernels and runtime files {files}; "
+                           "give each its own block")
+    return all(kernels)
 
 
 def _wrapper(source, level, names):
@@ -133,7 +145,7 @@ def make_ffi(absolute=False):
     path = os.path.abspath if absolute else os.path.relpath
     header = open(os.path.join(HERE, "fusedops.h")).read()
     simd, once = _classify_sources()
-    protos = [p for p in prototypes(header) if p[0] in simd]
+    protos = [p for p in prototypes(header) if _dispatched(p[0], simd)]
     names = [p[2] for p in protos]
     flags, macros, levels = build_config()
     os.makedirs(GEN_DIR, exist_ok=True)

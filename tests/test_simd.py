@@ -178,11 +178,14 @@ def test_every_header_function_has_its_source_and_is_classified():
     bf = _build_ffi()
     protos = bf.prototypes((ROOT / "csrc" / "fusedops.h").read_text())
     simd, once = bf._classify_sources()  # raises on an unclassified csrc/*.c
-    assert {p[0] for p in protos} <= set(simd) | set(once)
+    assert {f for p in protos for f in p[0]} <= set(simd) | set(once)
     assert {"runtime.c", "simd.c"} <= set(once) and "optim.c" in simd
     names = {p[2]: p for p in protos}
-    assert names["fo_adam_update_f32"][0] == "optim.c"
-    assert names["fo_simd_set"][:3] == ("simd.c", "int", "fo_simd_set")
+    assert names["fo_adam_update_f32"][0] == ("optim.c",)
+    assert names["fo_simd_set"][:3] == (("simd.c",), "int", "fo_simd_set")
+    assert bf._dispatched(("optim.c",), simd) and not bf._dispatched(("runtime.c", "pool.c"), simd)
+    with pytest.raises(RuntimeError, match="one block names kernels and runtime"):
+        bf._dispatched(("optim.c", "runtime.c"), simd)
     assert bf._param_names(names["fo_dropout_mask"][3]) == ["mask", "n", "seed", "offset",
                                                             "threshold"]
     assert bf._param_names("void") == []
