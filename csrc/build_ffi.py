@@ -10,7 +10,8 @@ Two kinds of build (csrc/simd.h has the details):
   level named after it; the extension then runs only on CPUs like the build machine's.
   FUSEDOPS_MARCH="" builds one level for the compiler's default target.
 Always: -O3 -fopenmp -std=c11, -ffp-contract=off (products and sums round as NumPy's, on
-every level), -fno-math-errno (lets gcc vectorize sqrt; see optim.c). FUSEDOPS_EXTRA_CFLAGS
+every level), -fno-math-errno (lets gcc vectorize sqrt; see optim.c), -fvisibility=hidden.
+FUSEDOPS_EXTRA_CFLAGS
 appends flags. The flags are compiled into the module so `fusedops info` reports them.
 
     python csrc/build_ffi.py [OUTDIR]   # builds OUTDIR/fusedops/_fusedops_c*.so (benchmarks)
@@ -127,7 +128,10 @@ def _x86_64():
 def build_config():
     """(compile flags, define_macros, number of SIMD levels to generate) from the environment."""
     march = os.environ.get("FUSEDOPS_MARCH")
-    flags = ["-O3", "-fopenmp", "-ffp-contract=off", "-fno-math-errno", "-std=c11"]
+    # -fvisibility=hidden: the module exports PyInit only (Python marks it visible), so the
+    # per-level copies and fo_simd_level stay private: no interposition, no GOT indirection
+    flags = ["-O3", "-fopenmp", "-ffp-contract=off", "-fno-math-errno", "-fvisibility=hidden",
+             "-std=c11"]
     if march is None:  # portable
         flags += ["-march=x86-64-v2"] if _x86_64() else []
         macros, levels = [("FO_SIMD_PORTABLE", "1")], PORTABLE_LEVELS

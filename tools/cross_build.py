@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -51,11 +52,11 @@ def main(cc="aarch64-linux-gnu-gcc", out=None) -> int:
     lib = out / "libfusedops_kernels.so"
     subprocess.run([cc, "-shared", "-fopenmp", *objects, "-o", str(lib)], check=True)
     nm = cc[:-len("gcc")] + "nm" if cc.endswith("gcc") else "nm"
-    symbols = set(subprocess.run([nm, "-D", "--defined-only", str(lib)], check=True,
+    symbols = set(subprocess.run([nm, "--defined-only", str(lib)], check=True,
                                  capture_output=True, text=True).stdout.split())
     names = [p[2] for p in bf.prototypes((ROOT / "csrc" / "fusedops.h").read_text())]
     missing = [n for n in names if n not in symbols]
-    copies = sorted(s for s in symbols if "__l" in s)
+    copies = sorted(s for s in symbols if re.search(r"__l\d+$", s))
     bad = [s for s in copies if not s.endswith("__l0")]
     print(f"{lib}: {len(names)} entry points, {len(copies)} level copies")
     for problem in [f"missing {n}" for n in missing] + [f"unexpected {s}" for s in bad]:
