@@ -77,18 +77,20 @@ static inline uint32_t amax(uint32_t acc, float x) {
 
 /* ---------------------------------------------------------------- half formats */
 static inline uint32_t bf16_bits(float x, uint32_t r, int sr) {
-    uint32_t b = f2u(x);
-    uint32_t add = sr ? r >> 16 : 0x7FFFu + ((b >> 16) & 1u);
-    uint32_t h = (b + add) >> 16;
-    return (b & LB_ABS) > LB_EXP ? (((b >> 16) & 0x8000u) | 0x7FC0u) : h;
+    uint32_t b = f2u(x), a = b & LB_ABS;
+    uint32_t add = sr ? r >> 16 : 0x7FFFu + ((a >> 16) & 1u);
+    uint32_t h = ((a + add) >> 16) | ((b >> 16) & 0x8000u);
+    return a > LB_EXP ? 0x7FC0u : h;
 }
 
 static inline uint32_t f16_bits(float x, uint32_t r, int sr) {
-    uint32_t b = f2u(x), a = b & LB_ABS, t = a - 0x38000000u;
+    uint32_t b = f2u(x), a = b & LB_ABS, t = a >= 0x38000000u ? a - 0x38000000u : 0u;
     uint32_t add = sr ? r >> 19 : 0xFFFu + ((t >> 13) & 1u);
     uint32_t normal = (t + add) >> 13;
     normal = normal > 0x7C00u ? 0x7C00u : normal;
-    uint32_t e = a >> 23, m = e > 0 ? ((a & 0x7FFFFFu) | 0x800000u) : a;
+    uint32_t e = a >> 23;
+    e = e < 113u ? e : 113u; /* the subnormal result is used only for e <= 112 */
+    uint32_t m = e > 0 ? ((a & 0x7FFFFFu) | 0x800000u) : a;
     uint32_t s = e > 0 ? 126u - e : 125u, sub;
     if (sr) {
         s = s > 32u ? 32u : s;
@@ -99,8 +101,8 @@ static inline uint32_t f16_bits(float x, uint32_t r, int sr) {
     }
     uint32_t h = a >= 0x38800000u ? normal : sub;
     h = a >= 0x47800000u ? 0x7C00u : h;
-    h = a > LB_EXP ? 0x7E00u : h;
-    return h | ((b >> 16) & 0x8000u);
+    h |= (b >> 16) & 0x8000u;
+    return a > LB_EXP ? 0x7E00u : h;
 }
 
 static inline float f16_value(uint32_t h) {

@@ -102,20 +102,22 @@ def build(prims):
     def bf16_bits(x, r, sr):
         """bfloat16 bits of x: nearest even, or with sr the top 16 bits of r added."""
         b = f2i(x)
-        add = u32(r >> 16) if sr else u32(0x7FFF + u32((b >> 16) & 1))
-        h = u32(u32(b + add) >> 16)
-        return u32(u32((b >> 16) & 0x8000) | 0x7FC0) if u32(b & ABS) > EXP else h
+        a = u32(b & ABS)  # rounding the magnitude: no carry out of 32 bits (NaN aside)
+        add = u32(r >> 16) if sr else u32(0x7FFF + u32((a >> 16) & 1))
+        h = u32(u32(u32(a + add) >> 16) | u32((b >> 16) & 0x8000))
+        return u32(0x7FC0) if a > EXP else h
 
     @jit
     def f16_bits(x, r, sr):
         """float16 bits of x: nearest even, or stochastic with the random word r."""
         b = f2i(x)
         a = u32(b & ABS)
-        t = u32(a - 0x38000000)  # wraps below 2^-15: then unused
+        t = u32(a - 0x38000000) if a >= 0x38000000 else u32(0)  # exponent rebased to 15
         add = u32(r >> 19) if sr else u32(0xFFF + u32((t >> 13) & 1))
         normal = u32(u32(t + add) >> 13)
         normal = u32(0x7C00) if normal > 0x7C00 else normal
         e = u32(a >> 23)
+        e = e if e < 113 else u32(113)  # the subnormal result is used only for e <= 112
         m = u32(u32(a & 0x7FFFFF) | 0x800000) if e > 0 else a
         s = u32(126 - e) if e > 0 else u32(125)
         if sr:
@@ -127,8 +129,8 @@ def build(prims):
                        + ((np.uint64(m) >> s) & np.uint64(1))) >> s)
         h = normal if a >= 0x38800000 else sub
         h = u32(0x7C00) if a >= 0x47800000 else h
-        h = u32(0x7E00) if a > EXP else h
-        return u32(h | u32((b >> 16) & 0x8000))
+        h = u32(h | u32((b >> 16) & 0x8000))
+        return u32(0x7E00) if a > EXP else h
 
     @jit
     def bf16_value(h):

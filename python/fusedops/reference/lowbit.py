@@ -134,12 +134,13 @@ def dequantize_blocks(out, codes, scales, signed):
 # --------------------------------------------------------------------------- half formats
 
 def f32_to_bf16(x, r=None):
-    """bfloat16 bits (uint16) of float32 x: nearest even, or stochastic with random words r."""
+    """bfloat16 bits (uint16) of float32 x: nearest even, or stochastic with random words r.
+    NaN becomes the canonical 0x7FC0 (float16: 0x7E00)."""
     b = _bits(x)
-    add = (0x7FFF + ((b >> 16) & 1)) if r is None else (np.asarray(r, np.int64) >> 16)
-    h = (b + add) >> 16
-    nan = (b & 0x7FFFFFFF) > 0x7F800000
-    return np.where(nan, ((b >> 16) & 0x8000) | 0x7FC0, h).astype(np.uint16)
+    a = b & 0x7FFFFFFF
+    add = (0x7FFF + ((a >> 16) & 1)) if r is None else (np.asarray(r, np.int64) >> 16)
+    h = ((a + add) >> 16) | ((b >> 16) & 0x8000)
+    return np.where(a > 0x7F800000, 0x7FC0, h).astype(np.uint16)
 
 
 def bf16_to_f32(h):
@@ -164,8 +165,7 @@ def f32_to_f16(x, r=None):
         sub = (m + (rr >> (32 - sc))) >> sc
     h = np.where(a >= 0x38800000, np.minimum(normal, 0x7C00), sub)
     h = np.where(a >= 0x47800000, 0x7C00, h)
-    h = np.where(a > 0x7F800000, 0x7E00, h)
-    return (h | sign).astype(np.uint16)
+    return np.where(a > 0x7F800000, 0x7E00, h | sign).astype(np.uint16)
 
 
 def f16_to_f32(h):
