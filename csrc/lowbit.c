@@ -26,10 +26,12 @@
 #define LB_BLOCK 256
 #define LB_PAR_MIN 32768 /* below this a parallel region costs more than it saves */
 #define LB_HALF_STEP 0x80000u
-#define LB_S_OFFSET 890u /* signed E4M3: magnitude k -> bits (k + 890) << 20; 127 is NaN */
-#define LB_S_NAN 0x7Fu
-#define LB_U_OFFSET 762u /* unsigned E5M3: code c -> bits (c + 762) << 20; 255 is NaN */
-#define LB_U_NAN 0xFFu
+#define LB_S_OFFSET 891u /* signed E4M3: magnitude k -> bits (k + 891) << 20 */
+#define LB_S_INF 126u
+#define LB_S_NAN 127u
+#define LB_U_OFFSET 763u /* unsigned E5M3: code c -> bits (c + 763) << 20 */
+#define LB_U_INF 254u
+#define LB_U_NAN 255u
 #define LB_ABS 0x7FFFFFFFu
 #define LB_EXP 0x7F800000u
 #define LB_MIN_NORMAL 0x00800000u
@@ -42,31 +44,37 @@ static inline float u2f(uint32_t u) { float x; memcpy(&x, &u, 4); return x; }
 
 /* ---------------------------------------------------------------- 8-bit codes */
 static inline uint32_t enc_s(float y) {
-    uint32_t b = f2u(y), a = b & LB_ABS, r = (a + LB_HALF_STEP) >> 20;
+    uint32_t b = f2u(y), a = b & LB_ABS, sign = (b >> 24) & 0x80u, r = (a + LB_HALF_STEP) >> 20;
     uint32_t k = (r > LB_S_OFFSET ? r : LB_S_OFFSET) - LB_S_OFFSET;
-    k = a >= LB_EXP ? LB_S_NAN : k;
-    return k | ((b >> 24) & 0x80u);
+    uint32_t special = a == LB_EXP ? (LB_S_INF | sign) : LB_S_NAN; /* one NaN code */
+    return a >= LB_EXP ? special : (k | sign);
 }
 
 /* Decoding with masks, not selects: gcc if-converts neither `c > 0 ? x : 0` nor a select of
  * a NaN constant inside these loops ("control flow in loop"), but vectorizes and / or. The
  * NaN codes decode to the grid value's bits with the quiet-NaN exponent ORed in. */
+static inline uint32_t mask(int cond) { return 0u - (uint32_t)cond; }
+
 static inline float dec_s(uint32_t c) {
-    uint32_t k = c & 0x7Fu;
-    uint32_t bits = (((k + LB_S_OFFSET) << 20) & (0u - (k != 0))) | ((c & 0x80u) << 24);
-    return u2f(bits | (0x7FC00000u & (0u - (k == LB_S_NAN))));
+    uint32_t k = c & 0x7Fu, inf = mask(k == LB_S_INF);
+    uint32_t bits = ((k + LB_S_OFFSET) << 20) & mask(k != 0);
+    bits = ((bits & ~inf) | (LB_EXP & inf)) | ((c & 0x80u) << 24);
+    return u2f(bits | (0x7FC00000u & mask(k == LB_S_NAN)));
 }
 
 static inline uint32_t enc_u(float y) {
     uint32_t a = f2u(y) & LB_ABS, r = (a + LB_HALF_STEP) >> 20;
     uint32_t c = (r > LB_U_OFFSET + 1 ? r : LB_U_OFFSET + 1) - LB_U_OFFSET;
     c = a == 0 ? 0u : c;
-    return a >= LB_EXP ? LB_U_NAN : c;
+    uint32_t special = a == LB_EXP ? LB_U_INF : LB_U_NAN;
+    return a >= LB_EXP ? special : c;
 }
 
 static inline float dec_u(uint32_t c) {
-    uint32_t bits = ((c + LB_U_OFFSET) << 20) & (0u - (c != 0));
-    return u2f(bits | (0x7FC00000u & (0u - (c == LB_U_NAN))));
+    uint32_t inf = mask(c == LB_U_INF);
+    uint32_t bits = ((c + LB_U_OFFSET) << 20) & mask(c != 0);
+    bits = (bits & ~inf) | (LB_EXP & inf);
+    return u2f(bits | (0x7FC00000u & mask(c == LB_U_NAN)));
 }
 
 /* max of |x|'s bit patterns (integer order is float order for non-negative floats) */

@@ -24,8 +24,8 @@ import numpy as np
 
 BLOCK = 256
 HALF_STEP = 0x80000
-S_OFFSET, S_NAN = 890, 0x7F  # signed E4M3 codes (reference.lowbit): magnitude 127 is NaN
-U_OFFSET, U_TOP, U_NAN = 762, 254, 0xFF  # unsigned E5M3 codes
+S_OFFSET, S_INF, S_NAN = 891, 126, 127  # signed E4M3 magnitudes (reference.lowbit)
+U_OFFSET, U_INF, U_NAN = 763, 254, 255  # unsigned E5M3 codes
 ABS, EXP, MIN_NORMAL, QNAN = 0x7FFFFFFF, 0x7F800000, 0x00800000, 0x7FC00000
 
 
@@ -46,18 +46,20 @@ def build(prims):
         """Signed E4M3 code of y (|y| <= 1 up to rounding): magnitude | sign bit."""
         b = f2i(y)
         a = u32(b & ABS)
+        sign = u32((b >> 24) & 0x80)
         r = u32((a + HALF_STEP) >> 20)
-        k = u32(u32(r if r > S_OFFSET else S_OFFSET) - S_OFFSET)  # max, then sub: 0..126
-        k = u32(S_NAN) if a >= EXP else k
-        return u32(k | u32((b >> 24) & 0x80))
+        k = u32(u32(r if r > S_OFFSET else S_OFFSET) - S_OFFSET)  # max, then sub: 0..125
+        special = u32(S_INF | sign) if a == EXP else u32(S_NAN)  # one NaN code: signs vary
+        return special if a >= EXP else u32(k | sign)
 
     @jit
     def dec_s(c):
-        """The grid value of code c; NaN codes give its bits with the quiet-NaN exponent ORed
-        in (reference.lowbit; the same bits in every backend)."""
+        """The grid value of code c (reference.lowbit); NaN codes give the grid bits with the
+        quiet-NaN exponent ORed in, the same bits in every backend."""
         k = u32(c & 0x7F)
-        mag = u32(u32(k + S_OFFSET) << 20) if k > 0 else u32(0)
-        bits = u32(mag | u32(u32(c & 0x80) << 24))
+        bits = u32(u32(k + S_OFFSET) << 20) if k > 0 else u32(0)
+        bits = u32(EXP) if k == S_INF else bits
+        bits = u32(bits | u32(u32(c & 0x80) << 24))
         return i2f(u32(bits | QNAN) if k == S_NAN else bits)
 
     @jit
@@ -65,13 +67,15 @@ def build(prims):
         """Unsigned E5M3 code of y >= 0: positive values never become 0."""
         a = u32(f2i(y) & ABS)
         r = u32((a + HALF_STEP) >> 20)
-        c = u32(u32(r if r > U_OFFSET + 1 else U_OFFSET + 1) - U_OFFSET)  # 1..254
+        c = u32(u32(r if r > U_OFFSET + 1 else U_OFFSET + 1) - U_OFFSET)  # 1..253
         c = u32(0) if a == 0 else c
-        return u32(U_NAN) if a >= EXP else c
+        special = u32(U_INF) if a == EXP else u32(U_NAN)
+        return special if a >= EXP else c
 
     @jit
     def dec_u(c):
         bits = u32(u32(c + U_OFFSET) << 20) if c > 0 else u32(0)
+        bits = u32(EXP) if c == U_INF else bits
         return i2f(u32(bits | QNAN) if c == U_NAN else bits)
 
     @jit

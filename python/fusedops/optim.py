@@ -30,7 +30,13 @@ from .backends import check_array, check_like, check_no_overlap, check_real, res
 from .ops import lowbit as _lowbit_ops
 from .ops import optim as _ops
 
-__all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "flatten"]
+__all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "flatten", "lowbit_options"]
+
+
+def lowbit_options(state_dict) -> dict:
+    """The low-bit constructor options (state_dtype, master_weights, ...) a state_dict was saved
+    with, {} for float32 state: `Adam(params, lr=..., **lowbit_options(sd)).load_state_dict(sd)`."""
+    return _lowbit_state.options(state_dict)
 
 
 def _is_param_object(p) -> bool:

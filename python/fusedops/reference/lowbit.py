@@ -6,18 +6,21 @@ block, or 0 when that is below FLT_MIN) and one byte per element, the element di
 scale and rounded onto an 8-bit floating-point grid whose top value is 1.0. Encoding and
 decoding are integer operations on the float32 bit pattern of y = x * (1/scale):
 - signed codes (first moments, momentum): bit 7 is the sign, bits 0-6 a magnitude k on the
-  E4M3 grid (3 mantissa bits, ~16 octaves): 1 <= k <= 126 means the float32 with bits
-  (k + 890) << 20, so k = 126 is 1.0 and k = 1 is 1.375 * 2^-16; k = 0 is a zero (of the
-  code's sign). Magnitudes below the grid become 0 (a smaller first moment only shortens the
-  step). k = 127 (0x7F, 0xFF) codes NaN.
-- unsigned codes (second moments): c in 0..254 on the E5M3 grid (~32 octaves): c >= 1 means
-  the float32 with bits (c + 762) << 20, c = 254 is 1.0, c = 1 is 1.375 * 2^-32; c = 0 is
+  E4M3 grid (3 mantissa bits, ~15.6 octaves): 1 <= k <= 125 means the float32 with bits
+  (k + 891) << 20, so k = 125 is 1.0 and k = 1 is 1.5 * 2^-16; k = 0 is a zero (of the code's
+  sign). Magnitudes below the grid become 0 (a smaller first moment only shortens the step).
+  k = 126 is +-Inf; k = 127 is NaN (written as 0x7F whatever the sign: NaN signs differ
+  between compilers, which may swap the operands of a sum).
+- unsigned codes (second moments): c in 0..253 on the E5M3 grid (~31.5 octaves): c >= 1 means
+  the float32 with bits (c + 763) << 20, c = 253 is 1.0, c = 1 is 1.5 * 2^-32; c = 0 is
   exactly zero. A positive value below the grid becomes c = 1, never 0: a second moment
-  rounded to zero would turn the step into lr * m / eps. 255 codes NaN.
+  rounded to zero would turn the step into lr * m / eps. 254 is +Inf, 255 NaN.
 Rounding: add half a grid step to the bit pattern and truncate (round to nearest, ties away
-from zero). No upper clamp is needed: |y| <= 1 + 2^-23 rounds to the top code. Non-finite values (NaN, +-Inf) are stored as the NaN code and left out of the
-scale, so they poison only their own element, as in a float32 step. NaN payloads and signs are not
-part of the contract (GPUs canonicalize them): every NaN equals every other in the tests.
+from zero). No upper clamp is needed: |y| <= 1 + 2^-23 rounds to the top code. NaN and +-Inf
+have codes of their own and stay out of the scale, so they act on their own element only, as
+in a float32 step (a gradient whose square overflows leaves v = Inf and freezes its parameter,
+as float32 Adam does). NaN payloads and signs are not part of the contract (GPUs canonicalize
+them): every NaN equals every other in the tests.
 
 Low-precision parameters: bfloat16 and float16 values travel as uint16 bit patterns. float32
 -> bfloat16 / float16 rounds to nearest even (NumPy's and ml_dtypes' casts) or, with stochastic
@@ -41,8 +44,8 @@ __all__ = ["BLOCK", "quantize_blocks", "dequantize_blocks", "round_params", "ada
            "sgd_lowbit", "rmsprop_lowbit"]
 
 BLOCK = 256
-SIGNED_OFFSET, SIGNED_NAN = 890, 0x7F
-UNSIGNED_OFFSET, UNSIGNED_TOP, UNSIGNED_NAN = 762, 254, 0xFF
+SIGNED_OFFSET, SIGNED_INF, SIGNED_NAN = 891, 126, 127
+UNSIGNED_OFFSET, UNSIGNED_INF, UNSIGNED_NAN = 763, 254, 255
 HALF_STEP = 1 << 19  # half a grid step (3 mantissa bits) in float32 bit units
 QNAN = 0x7FC00000  # ORed into a NaN code's grid bits: the decoded NaN
 FLT_MIN = np.float32(np.finfo(np.float32).tiny)
@@ -62,18 +65,18 @@ def _from_bits(b):
 def encode_signed(y):
     """Codes (uint8) of y = x / scale (float32, |y| <= 1 up to rounding)."""
     b = _bits(y)
-    a = b & 0x7FFFFFFF
+    a, sign = b & 0x7FFFFFFF, (b >> 24) & 0x80
     k = np.maximum((a + HALF_STEP) >> 20, SIGNED_OFFSET) - SIGNED_OFFSET
-    k = np.where(a >= 0x7F800000, SIGNED_NAN, k)
-    return (k | ((b >> 24) & 0x80)).astype(np.uint8)
+    special = np.where(a == 0x7F800000, SIGNED_INF | sign, SIGNED_NAN)
+    return np.where(a >= 0x7F800000, special, k | sign).astype(np.uint8)
 
 
 def decode_signed(code):
     """y (float32) of signed codes."""
     c = np.asarray(code, np.int64)
     k = c & 0x7F
-    mag = np.where(k > 0, (k + SIGNED_OFFSET) << 20, 0)
-    bits = mag | ((c & 0x80) << 24)
+    bits = np.where(k > 0, (k + SIGNED_OFFSET) << 20, 0)
+    bits = np.where(k == SIGNED_INF, 0x7F800000, bits) | ((c & 0x80) << 24)
     return _from_bits(np.where(k == SIGNED_NAN, bits | QNAN, bits))
 
 
@@ -82,12 +85,14 @@ def encode_unsigned(y):
     a = _bits(y) & 0x7FFFFFFF
     c = np.maximum((a + HALF_STEP) >> 20, UNSIGNED_OFFSET + 1) - UNSIGNED_OFFSET
     c = np.where(a == 0, 0, c)
-    return np.where(a >= 0x7F800000, UNSIGNED_NAN, c).astype(np.uint8)
+    special = np.where(a == 0x7F800000, UNSIGNED_INF, UNSIGNED_NAN)
+    return np.where(a >= 0x7F800000, special, c).astype(np.uint8)
 
 
 def decode_unsigned(code):
     c = np.asarray(code, np.int64)
     bits = np.where(c > 0, (c + UNSIGNED_OFFSET) << 20, 0)
+    bits = np.where(c == UNSIGNED_INF, 0x7F800000, bits)
     return _from_bits(np.where(c == UNSIGNED_NAN, bits | QNAN, bits))
 
 
