@@ -1,6 +1,6 @@
 /* Low-bit optimizer steps: 8-bit blockwise / bfloat16 / float32 state, float32 / bfloat16 /
  * float16 parameters with an optional float32 master copy and stochastic rounding. The
- * specification is reference/lowbit.py; kernels/lowbit_body.py holds the same element bodies
+ * specification is reference/lowbit.py; kernels/common/lowbit.py holds the same element bodies
  * for Numba, and every function below performs the same float32 operations in the same order
  * (built with -ffp-contract=off: no fused multiply-add), so all backends give the same bits.
  *

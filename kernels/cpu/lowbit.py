@@ -1,7 +1,7 @@
 """Low-bit optimizer steps for the Numba CPU backend: one fused pass per step.
 
 Same contract as fusedops.reference.lowbit (the specification; the element bodies are
-kernels/lowbit_body.py, compiled here with njit). Each parallel task takes CHUNK_BLOCKS blocks
+kernels/common/lowbit.py, compiled here with njit). Each parallel task takes CHUNK_BLOCKS blocks
 of 256 elements and, per block, in L1-resident 256-element buffers:
   A  loads w (master or param), g, decodes the state, runs the update, writes float32 / bf16
      state directly, keeps the new values of 8-bit slots and the block's largest |x|;
@@ -13,25 +13,25 @@ of 8-bit state. Loops are written for the vectorizer: selects, no branches, no c
 LLVM cannot inline, unsigned indices (Numba's negative-index wraparound blocks vectorization).
 
 No fastmath and no contraction: the bits must equal the reference. error_model="numpy" keeps
-divisions branch-free. Kernels are closures over a hash of lowbit_body.py, so Numba's cache
-(keyed by this file and the closure contents) can never serve code compiled from an older body.
+divisions branch-free. The bodies are compiled with plain njit, not inline="always": LLVM
+inlines them all the same (the loops vectorize), and a body's `if x is None` tests are pruned
+in its own specialization. The disk cache is keyed on kernels/common too (cpu/jit.py).
 """
-import hashlib
 import math
-import os
 import types as _pytypes
 
 import numpy as np
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from .. import lowbit_body
+from ..common import lowbit as common
+from .jit import kernel
 from .philox import philox4x32_10
 
-BLOCK = lowbit_body.BLOCK
-_EXP = lowbit_body.EXP
+BLOCK = common.BLOCK
+_EXP = common.EXP
 CHUNK_BLOCKS = 16  # blocks per parallel task: the three 1 KiB buffers are allocated per task
-_JIT = dict(parallel=True, cache=True, error_model="numpy")
+_JIT = dict(error_model="numpy")
 
 
 @intrinsic
@@ -71,18 +71,13 @@ def _sqrt(x):
     return math.sqrt(x)
 
 
-_B = lowbit_body.build(_pytypes.SimpleNamespace(jit=njit, f2i=_f2i, i2f=_i2f, mul=_mul,
+_B = common.build(_pytypes.SimpleNamespace(jit=njit, f2i=_f2i, i2f=_i2f, mul=_mul,
                                                  sqrt=_sqrt, philox=philox4x32_10))
 _enc_s, _enc_u, _amax, _inverse = _B["enc_s"], _B["enc_u"], _B["amax"], _B["inverse"]
 _amax_finite = _B["amax_finite"]
 _load_param, _load_grad, _store_param = _B["load_param"], _B["load_grad"], _B["store_param"]
 _load_state, _store_state, _rounding_word = _B["load_state"], _B["store_state"], _B["rounding_word"]
 _adam, _sgd, _rmsprop = _B["adam"], _B["sgd"], _B["rmsprop"]
-
-
-def _salt() -> str:
-    with open(os.path.join(os.path.dirname(lowbit_body.__file__), "lowbit_body.py"), "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 @njit
@@ -136,122 +131,109 @@ def _write_rounded(pf, pb, ph, w32, bw, lo, n_blk, rng):
                 _store_param(pf, pb, ph, w32, bw[j], np.uint32(ws[e]), True, np.uint64(lo + j))
 
 
-def _compile(salt):
-    """The parallel kernels, as closures over `salt` (see the module docstring). Optional
-    arguments are None or a value: reg = (l2, l1) or None; rng = the stochastic-rounding words
-    (key lo, key hi, stream, step lo, step hi) as uint64 (5,) or None (round to nearest)."""
-
-    @njit(**_JIT)
-    def adam_kernel(pf, pb, ph, w32, mf, mb, mq, ms, vf, vb, vq, vs, gf, gb, gh, n, step_size,
-                    b1, omb1, b2, omb2, inv_c2, eps_in, eps_out, decay, reg, rng):
-        _ = salt
-        zero = np.float32(0.0)
-        nb = (n + BLOCK - 1) // BLOCK
-        for c in prange((nb + CHUNK_BLOCKS - 1) // CHUNK_BLOCKS):
-            bw, bm, bv = (np.empty(BLOCK, np.float32), np.empty(BLOCK, np.float32),
-                          np.empty(BLOCK, np.float32))
-            for blk in range(c * CHUNK_BLOCKS, min(nb, (c + 1) * CHUNK_BLOCKS)):
-                lo = blk * BLOCK
-                n_blk = min(BLOCK, n - lo)
-                sm, sv = _scale_of(ms, blk), _scale_of(vs, blk)
-                am, av = np.uint32(0), np.uint32(0)
-                for j in range(n_blk):
-                    i = np.uint64(lo + j)
-                    w, m, v = _adam(_load_param(pf, pb, ph, w32, i), _load_grad(gf, gb, gh, i),
-                                    _load_state(mf, mb, mq, sm, True, i),
-                                    _load_state(vf, vb, vq, sv, False, i), step_size, b1, omb1,
-                                    b2, omb2, inv_c2, eps_in, eps_out, decay, reg)
-                    _store_state(mf, mb, None, m, zero, True, i)
-                    _store_state(vf, vb, None, v, zero, False, i)
-                    _store_or_keep(pf, pb, ph, w32, bw, rng, w, j, i)
-                    bm[j], bv[j] = m, v
-                    am, av = _amax(am, m), _amax(av, v)
-                _encode_slot(mq, ms, blk, bm, lo, n_blk, am, True)
-                _encode_slot(vq, vs, blk, bv, lo, n_blk, av, False)
-                _write_rounded(pf, pb, ph, w32, bw, lo, n_blk, rng)
-
-    @njit(**_JIT)
-    def sgd_kernel(pf, pb, ph, w32, hf, hb, hq, hs, gf, gb, gh, n, lr, beta, cg, ch, reg, rng):
-        _ = salt
-        zero = np.float32(0.0)
-        has_h = not (hf is None and hb is None and hq is None)
-        nb = (n + BLOCK - 1) // BLOCK
-        for c in prange((nb + CHUNK_BLOCKS - 1) // CHUNK_BLOCKS):
-            bw, bh = np.empty(BLOCK, np.float32), np.empty(BLOCK, np.float32)
-            for blk in range(c * CHUNK_BLOCKS, min(nb, (c + 1) * CHUNK_BLOCKS)):
-                lo = blk * BLOCK
-                n_blk = min(BLOCK, n - lo)
-                sh = _scale_of(hs, blk)
-                ah = np.uint32(0)
-                for j in range(n_blk):
-                    i = np.uint64(lo + j)
-                    w, h = _sgd(_load_param(pf, pb, ph, w32, i), _load_grad(gf, gb, gh, i),
-                                _load_state(hf, hb, hq, sh, True, i), lr, beta, cg, ch, reg,
-                                has_h)
-                    _store_state(hf, hb, None, h, zero, True, i)
-                    _store_or_keep(pf, pb, ph, w32, bw, rng, w, j, i)
-                    bh[j] = h
-                    ah = _amax(ah, h)
-                _encode_slot(hq, hs, blk, bh, lo, n_blk, ah, True)
-                _write_rounded(pf, pb, ph, w32, bw, lo, n_blk, rng)
-
-    @njit(**_JIT)
-    def rmsprop_kernel(pf, pb, ph, w32, sf, sb, sq, ss, hf, hb, hq, hs, af, ab, aq, as_, gf, gb,
-                       gh, n, lr, alpha, oma, eps_in, eps_out, beta, reg, rng):
-        _ = salt
-        zero = np.float32(0.0)
-        has_h = not (hf is None and hb is None and hq is None)
-        has_a = not (af is None and ab is None and aq is None)
-        nb = (n + BLOCK - 1) // BLOCK
-        for c in prange((nb + CHUNK_BLOCKS - 1) // CHUNK_BLOCKS):
-            bw, bs = np.empty(BLOCK, np.float32), np.empty(BLOCK, np.float32)
-            bh, ba = np.empty(BLOCK, np.float32), np.empty(BLOCK, np.float32)
-            for blk in range(c * CHUNK_BLOCKS, min(nb, (c + 1) * CHUNK_BLOCKS)):
-                lo = blk * BLOCK
-                n_blk = min(BLOCK, n - lo)
-                s_s, s_h, s_a = _scale_of(ss, blk), _scale_of(hs, blk), _scale_of(as_, blk)
-                m_s, m_h, m_a = np.uint32(0), np.uint32(0), np.uint32(0)
-                for j in range(n_blk):
-                    i = np.uint64(lo + j)
-                    w, s, h, a = _rmsprop(
-                        _load_param(pf, pb, ph, w32, i), _load_grad(gf, gb, gh, i),
-                        _load_state(sf, sb, sq, s_s, False, i),
-                        _load_state(hf, hb, hq, s_h, True, i),
-                        _load_state(af, ab, aq, s_a, True, i),
-                        lr, alpha, oma, eps_in, eps_out, beta, reg, has_h, has_a)
-                    _store_state(sf, sb, None, s, zero, False, i)
-                    _store_state(hf, hb, None, h, zero, True, i)
-                    _store_state(af, ab, None, a, zero, True, i)
-                    _store_or_keep(pf, pb, ph, w32, bw, rng, w, j, i)
-                    bs[j], bh[j], ba[j] = s, h, a
-                    m_s, m_h, m_a = _amax(m_s, s), _amax(m_h, h), _amax(m_a, a)
-                _encode_slot(sq, ss, blk, bs, lo, n_blk, m_s, False)
-                _encode_slot(hq, hs, blk, bh, lo, n_blk, m_h, True)
-                _encode_slot(aq, as_, blk, ba, lo, n_blk, m_a, True)
-                _write_rounded(pf, pb, ph, w32, bw, lo, n_blk, rng)
-
-    @njit(**_JIT)
-    def quantize_kernel(codes, scales, x, n, signed):
-        _ = salt
-        nb = (n + BLOCK - 1) // BLOCK
-        for blk in prange(nb):
+# Optional arguments are None or a value: reg = (l2, l1) or None; rng = the stochastic-rounding
+# words (key lo, key hi, stream, step lo, step hi) as uint64 (5,), or None (round to nearest).
+@kernel(**_JIT)
+def _adam_kernel(pf, pb, ph, w32, mf, mb, mq, ms, vf, vb, vq, vs, gf, gb, gh, n, step_size,
+                b1, omb1, b2, omb2, inv_c2, eps_in, eps_out, decay, reg, rng):
+    zero = np.float32(0.0)
+    nb = (n + BLOCK - 1) // BLOCK
+    for c in prange((nb + CHUNK_BLOCKS - 1) // CHUNK_BLOCKS):
+        bw, bm, bv = (np.empty(BLOCK, np.float32), np.empty(BLOCK, np.float32),
+                      np.empty(BLOCK, np.float32))
+        for blk in range(c * CHUNK_BLOCKS, min(nb, (c + 1) * CHUNK_BLOCKS)):
             lo = blk * BLOCK
             n_blk = min(BLOCK, n - lo)
-            acc = np.uint32(0)
+            sm, sv = _scale_of(ms, blk), _scale_of(vs, blk)
+            am, av = np.uint32(0), np.uint32(0)
             for j in range(n_blk):
-                acc = _amax(acc, x[np.uint64(lo + j)])
-            _encode_slot(codes, scales, blk, x[lo:lo + n_blk], lo, n_blk, acc, signed)
+                i = np.uint64(lo + j)
+                w, m, v = _adam(_load_param(pf, pb, ph, w32, i), _load_grad(gf, gb, gh, i),
+                                _load_state(mf, mb, mq, sm, True, i),
+                                _load_state(vf, vb, vq, sv, False, i), step_size, b1, omb1,
+                                b2, omb2, inv_c2, eps_in, eps_out, decay, reg)
+                _store_state(mf, mb, None, m, zero, True, i)
+                _store_state(vf, vb, None, v, zero, False, i)
+                _store_or_keep(pf, pb, ph, w32, bw, rng, w, j, i)
+                bm[j], bv[j] = m, v
+                am, av = _amax(am, m), _amax(av, v)
+            _encode_slot(mq, ms, blk, bm, lo, n_blk, am, True)
+            _encode_slot(vq, vs, blk, bv, lo, n_blk, av, False)
+            _write_rounded(pf, pb, ph, w32, bw, lo, n_blk, rng)
 
-    @njit(**_JIT)
-    def dequantize_kernel(out, codes, scales, n, signed):
-        _ = salt
-        for i in prange(n):
-            out[i] = _load_state(None, None, codes, scales[i // BLOCK], signed, np.uint64(i))
+@kernel(**_JIT)
+def _sgd_kernel(pf, pb, ph, w32, hf, hb, hq, hs, gf, gb, gh, n, lr, beta, cg, ch, reg, rng):
+    zero = np.float32(0.0)
+    has_h = not (hf is None and hb is None and hq is None)
+    nb = (n + BLOCK - 1) // BLOCK
+    for c in prange((nb + CHUNK_BLOCKS - 1) // CHUNK_BLOCKS):
+        bw, bh = np.empty(BLOCK, np.float32), np.empty(BLOCK, np.float32)
+        for blk in range(c * CHUNK_BLOCKS, min(nb, (c + 1) * CHUNK_BLOCKS)):
+            lo = blk * BLOCK
+            n_blk = min(BLOCK, n - lo)
+            sh = _scale_of(hs, blk)
+            ah = np.uint32(0)
+            for j in range(n_blk):
+                i = np.uint64(lo + j)
+                w, h = _sgd(_load_param(pf, pb, ph, w32, i), _load_grad(gf, gb, gh, i),
+                            _load_state(hf, hb, hq, sh, True, i), lr, beta, cg, ch, reg,
+                            has_h)
+                _store_state(hf, hb, None, h, zero, True, i)
+                _store_or_keep(pf, pb, ph, w32, bw, rng, w, j, i)
+                bh[j] = h
+                ah = _amax(ah, h)
+            _encode_slot(hq, hs, blk, bh, lo, n_blk, ah, True)
+            _write_rounded(pf, pb, ph, w32, bw, lo, n_blk, rng)
 
-    return adam_kernel, sgd_kernel, rmsprop_kernel, quantize_kernel, dequantize_kernel
+@kernel(**_JIT)
+def _rmsprop_kernel(pf, pb, ph, w32, sf, sb, sq, ss, hf, hb, hq, hs, af, ab, aq, as_, gf, gb,
+                   gh, n, lr, alpha, oma, eps_in, eps_out, beta, reg, rng):
+    zero = np.float32(0.0)
+    has_h = not (hf is None and hb is None and hq is None)
+    has_a = not (af is None and ab is None and aq is None)
+    nb = (n + BLOCK - 1) // BLOCK
+    for c in prange((nb + CHUNK_BLOCKS - 1) // CHUNK_BLOCKS):
+        bw, bs = np.empty(BLOCK, np.float32), np.empty(BLOCK, np.float32)
+        bh, ba = np.empty(BLOCK, np.float32), np.empty(BLOCK, np.float32)
+        for blk in range(c * CHUNK_BLOCKS, min(nb, (c + 1) * CHUNK_BLOCKS)):
+            lo = blk * BLOCK
+            n_blk = min(BLOCK, n - lo)
+            s_s, s_h, s_a = _scale_of(ss, blk), _scale_of(hs, blk), _scale_of(as_, blk)
+            m_s, m_h, m_a = np.uint32(0), np.uint32(0), np.uint32(0)
+            for j in range(n_blk):
+                i = np.uint64(lo + j)
+                w, s, h, a = _rmsprop(
+                    _load_param(pf, pb, ph, w32, i), _load_grad(gf, gb, gh, i),
+                    _load_state(sf, sb, sq, s_s, False, i),
+                    _load_state(hf, hb, hq, s_h, True, i),
+                    _load_state(af, ab, aq, s_a, True, i),
+                    lr, alpha, oma, eps_in, eps_out, beta, reg, has_h, has_a)
+                _store_state(sf, sb, None, s, zero, False, i)
+                _store_state(hf, hb, None, h, zero, True, i)
+                _store_state(af, ab, None, a, zero, True, i)
+                _store_or_keep(pf, pb, ph, w32, bw, rng, w, j, i)
+                bs[j], bh[j], ba[j] = s, h, a
+                m_s, m_h, m_a = _amax(m_s, s), _amax(m_h, h), _amax(m_a, a)
+            _encode_slot(sq, ss, blk, bs, lo, n_blk, m_s, False)
+            _encode_slot(hq, hs, blk, bh, lo, n_blk, m_h, True)
+            _encode_slot(aq, as_, blk, ba, lo, n_blk, m_a, True)
+            _write_rounded(pf, pb, ph, w32, bw, lo, n_blk, rng)
 
+@kernel(**_JIT)
+def _quantize_kernel(codes, scales, x, n, signed):
+    nb = (n + BLOCK - 1) // BLOCK
+    for blk in prange(nb):
+        lo = blk * BLOCK
+        n_blk = min(BLOCK, n - lo)
+        acc = np.uint32(0)
+        for j in range(n_blk):
+            acc = _amax(acc, x[np.uint64(lo + j)])
+        _encode_slot(codes, scales, blk, x[lo:lo + n_blk], lo, n_blk, acc, signed)
 
-_adam_kernel, _sgd_kernel, _rmsprop_kernel, _quantize_kernel, _dequantize_kernel = _compile(_salt())
+@kernel(**_JIT)
+def _dequantize_kernel(out, codes, scales, n, signed):
+    for i in prange(n):
+        out[i] = _load_state(None, None, codes, scales[i // BLOCK], signed, np.uint64(i))
 
 
 # --------------------------------------------------------------------------- launchers

@@ -6,16 +6,22 @@ global memory (consecutive threads, consecutive bytes) and to shared memory. Pha
 scales elements t, t + blockDim, ... reading its bit from shared memory, so every load and
 store of x and y is coalesced (a thread-per-byte loop would make each warp access touch 32
 sectors, 8x the L1 / L2 transactions). Every mask byte has one writer and the result does not
-depend on the grid or block size. y = x * keep / divisor is written as a select (x or x*0) so
-it rounds exactly as NumPy's x * keep / divisor.
+depend on the grid or block size. An element becomes common.apply_keep's select, as on the
+CPU (kernels/common/dropout.py).
 """
 import numpy as np
 from numba import cuda, uint8
 
-from .launch import grid_for
-from .philox import LO, S32, philox4x32_10
+from ..common import dropout as common
+from ..common.philox import LO, S32
+from .launch import block_for, grid_for
+from .philox import philox4x32_10
 
 MAX_THREADS = 1024  # shared bytes per block: one mask byte per thread of the largest block
+
+_apply_keep = common.build(cuda.jit(device=True, inline="always")).apply_keep
+
+
 @cuda.jit(device=True, inline=True)
 def _keep_byte(k, n, k0, k1, o0, o1, t32, allk):
     """Packed keep bits of elements 8k .. 8k+7 (bits past n are 0)."""
@@ -52,8 +58,7 @@ def _tile(y, mask, x, smask, tile, k0, k1, o0, o1, t32, allk, divisor):
         local = r * tpb + t
         e = tile * tpb * 8 + local
         if e < n:
-            v = x[e]
-            y[e] = (v if _keep(smask[local >> 3], local & 7) else v * zero) / divisor
+            y[e] = _apply_keep(x[e], _keep(smask[local >> 3], local & 7), zero, divisor)
     cuda.syncthreads()  # smask is rewritten by the next tile
 
 
@@ -77,8 +82,7 @@ def _backward_kernel(dx, dy, mask, divisor):
     start, stride = cuda.grid(1), cuda.gridsize(1)
     zero = divisor - divisor
     for e in range(start, dy.size, stride):  # one element per thread: coalesced
-        v = dy[e]
-        dx[e] = (v if _keep(mask[e >> 3], e & 7) else v * zero) / divisor
+        dx[e] = _apply_keep(dy[e], _keep(mask[e >> 3], e & 7), zero, divisor)
 
 
 @cuda.jit
@@ -89,15 +93,15 @@ def _scale_kernel(y, x, s):
 
 
 def _words(seed, offset, threshold):
-    """Key and counter halves, and the threshold as a 32-bit compare value plus a flag that is 0
-    when threshold = 2^32 (p = 1: nothing is >= it)."""
-    s, o, t = int(seed), int(offset), int(threshold)
-    return (np.uint64(s & 0xFFFFFFFF), np.uint64(s >> 32), np.uint64(o & 0xFFFFFFFF),
-            np.uint64(o >> 32), np.uint64(min(t, 0xFFFFFFFF)), np.int64(t <= 0xFFFFFFFF))
+    """common.key_words with the p = 1 flag as an int64 (it multiplies the keep bits)."""
+    *words, allk = common.key_words(seed, offset, threshold)
+    return (*words, np.int64(allk))
 
 
 def _grid(n, threads_per_block):
-    return grid_for((n + 7) // 8, threads_per_block), threads_per_block
+    """One thread per mask byte."""
+    tpb = block_for((n + 7) // 8, threads_per_block)
+    return grid_for((n + 7) // 8, tpb), tpb
 
 
 def dropout_forward(y, mask, x, seed, offset, threshold, divisor, *, threads_per_block):
@@ -119,11 +123,12 @@ def dropout_mask(mask, n, seed, offset, threshold, *, threads_per_block):
 def dropout_backward(dx, dy, mask, divisor, *, threads_per_block):
     """dx (n,) = dy (n,) * keep / divisor, keep unpacked from mask (ceil(n/8),); device arrays."""
     if dy.size:
-        grid = grid_for(dy.size, threads_per_block)
-        _backward_kernel[grid, threads_per_block](dx, dy, mask, dy.dtype.type(divisor))
+        tpb = block_for(dy.size, threads_per_block)
+        _backward_kernel[grid_for(dy.size, tpb), tpb](dx, dy, mask, dy.dtype.type(divisor))
 
 
 def dropout_scale(y, x, scale, *, threads_per_block):
     """y (n,) = scale * x (n,): eval mode; device arrays."""
     if x.size:
-        _scale_kernel[grid_for(x.size, threads_per_block), threads_per_block](y, x, x.dtype.type(scale))
+        tpb = block_for(x.size, threads_per_block)
+        _scale_kernel[grid_for(x.size, tpb), tpb](y, x, x.dtype.type(scale))

@@ -1,6 +1,6 @@
 """Low-bit optimizer steps for the CUDA backend: one CUDA block per 256-element state block.
 
-Same contract as fusedops.reference.lowbit; the element bodies are kernels/lowbit_body.py,
+Same contract as fusedops.reference.lowbit; the element bodies are kernels/common/lowbit.py,
 compiled here with cuda.jit(device=True). Thread t of the CUDA block that owns state block b
 updates element i = 256*b + t in registers, writes float32 / bf16 state and the parameter at
 once, and for each 8-bit slot takes part in a shared-memory max over the block (the max of
@@ -18,11 +18,11 @@ import types as _pytypes
 import numpy as np
 from numba import config, cuda
 
-from .. import lowbit_body
+from ..common import lowbit as common
 from .launch import grid_for
 from .philox import philox4x32_10
 
-BLOCK = lowbit_body.BLOCK
+BLOCK = common.BLOCK
 _SIM = bool(config.ENABLE_CUDASIM)
 
 
@@ -61,7 +61,7 @@ def _prims():
                                     mul=mul, sqrt=sqrt, philox=philox4x32_10)
 
 
-_B = lowbit_body.build(_prims())
+_B = common.build(_prims())
 _amax_finite, _inverse, _enc_s, _enc_u = _B["amax_finite"], _B["inverse"], _B["enc_s"], _B["enc_u"]
 _load_param, _load_grad, _store_param = _B["load_param"], _B["load_grad"], _B["store_param"]
 _load_state, _store_state, _rounding_word = _B["load_state"], _B["store_state"], _B["rounding_word"]

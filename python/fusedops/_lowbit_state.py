@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._flat import copy_into, full, host_copy
-from .backends import array_info, check_bool, check_int
+from ._arrays import array_info, copy_into, full, host_copy
+from .checks import check_bool, check_int
 from .ops import lowbit as L
 
 STATE_DTYPES = ("float32", "bfloat16", "int8")

@@ -24,9 +24,11 @@ from __future__ import annotations
 import numpy as np
 
 from . import _lowbit_state, _optim_state
+from ._arrays import full, host_copy, is_device_array, zero_fill
 from ._dispatch import launch
-from ._flat import flatten, full, host_copy, span, zero_fill
-from .backends import check_array, check_like, check_no_overlap, check_real, resolve_backend
+from ._flat import flatten, span
+from .backends import resolve_backend
+from .checks import check_array, check_like, check_no_overlap, check_real
 from .ops import lowbit as _lowbit_ops
 from .ops import optim as _ops
 
@@ -44,12 +46,13 @@ def _is_param_object(p) -> bool:
 
 
 class _Optimizer:
-    """Groups, validation, the step plan and state handling; subclasses name their kernel, its
-    state buffers (`_slots`, in kernel argument order) and their hyperparameters."""
+    """Groups, validation, the step plan and state handling; subclasses declare their kernel
+    (fusedops.ops.optim.SGD_UPDATE, ...), its state buffers (`_slots`, in kernel argument order)
+    and their hyperparameters."""
 
     _slots: tuple = ()
-    _kernel: str = ""
-    _lowbit_kernel: str = ""
+    _kernel = None
+    _lowbit_kernel = None
 
     def __init__(self, params, defaults: dict, backend=None, lowbit=None):
         self.defaults = dict(defaults)
@@ -131,8 +134,7 @@ class _Optimizer:
             return False
         for grp, idx, arrays, scalars in plan:
             scalars = self._with_step(scalars, int(grp.steps[idx[0]]) + 1)
-            launch(self._backend, "optim", self._kernel, arrays,
-                   writes=tuple(range(len(arrays) - 1)), scalars=scalars)
+            launch(self._backend, self._kernel, arrays, scalars=scalars)
             grp.steps[idx] += 1
         return True
 
@@ -262,16 +264,17 @@ class _Optimizer:
     def _nonfinite(self, plan) -> bool:
         """Any NaN/Inf in the plan's gradients: one counting pass, one read-back."""
         grads = [arrays[-1] for _, _, arrays, _ in plan]
-        device = self._backend == "cuda" and any(not isinstance(g, np.ndarray) for g in grads)
+        device = self._backend == "cuda" and any(is_device_array(g) for g in grads)
         count = full(1, np.int64, device, 0)
-        _ops._count_nonfinite(self._backend, grads, count)
+        _ops.count_nonfinite(self._backend, grads, count)
         return int(host_copy(count)[0]) > 0
 
 
 class SGD(_Optimizer):
     """SGD with optional (Nesterov) momentum, L2 (`weight_decay`) and L1 (`l1`) terms."""
 
-    _slots, _kernel, _lowbit_kernel = ("momentum_buffer",), "sgd_update", "sgd_lowbit"
+    _slots, _kernel = ("momentum_buffer",), _ops.SGD_UPDATE
+    _lowbit_kernel = _lowbit_ops.SGD_LOWBIT
 
     def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0, l1=0.0, *,
                  backend=None, state_dtype="float32", master_weights=False,
@@ -285,7 +288,7 @@ class SGD(_Optimizer):
         return self._slots if group["momentum"] > 0 else ()
 
     def _scalars(self, group, step):
-        return _ops._sgd_scalars(group["lr"], group["momentum"], group["nesterov"],
+        return _ops.sgd_scalars(group["lr"], group["momentum"], group["nesterov"],
                                  group["weight_decay"], group["l1"])
 
     def _lowbit_slots(self, group):
@@ -299,7 +302,7 @@ class SGD(_Optimizer):
 class Adagrad(_Optimizer):
     """AdaGrad (Duchi et al. 2011) as torch.optim.Adagrad without lr decay."""
 
-    _slots, _kernel = ("sum",), "adagrad_update"
+    _slots, _kernel = ("sum",), _ops.ADAGRAD_UPDATE
 
     def __init__(self, params, lr, eps=1e-10, weight_decay=0.0, l1=0.0, eps_inside_sqrt=False,
                  initial_accumulator_value=0.0, *, backend=None, state_dtype="float32"):
@@ -322,15 +325,15 @@ class Adagrad(_Optimizer):
                          "params: see state_dtype above for why it has no low-bit path)")
 
     def _scalars(self, group, step):
-        return _ops._adagrad_scalars(group["lr"], group["eps"], group["eps_inside_sqrt"],
+        return _ops.adagrad_scalars(group["lr"], group["eps"], group["eps_inside_sqrt"],
                                      group["weight_decay"], group["l1"])
 
 
 class RMSprop(_Optimizer):
     """RMSprop as torch.optim.RMSprop: optional momentum and centered variants."""
 
-    _slots, _kernel = ("square_avg", "momentum_buffer", "grad_avg"), "rmsprop_update"
-    _lowbit_kernel = "rmsprop_lowbit"
+    _slots, _kernel = ("square_avg", "momentum_buffer", "grad_avg"), _ops.RMSPROP_UPDATE
+    _lowbit_kernel = _lowbit_ops.RMSPROP_LOWBIT
 
     def __init__(self, params, lr, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
                  centered=False, l1=0.0, eps_inside_sqrt=False, *, backend=None,
@@ -347,7 +350,7 @@ class RMSprop(_Optimizer):
                                                        bool(group["centered"]))) if on)
 
     def _scalars(self, group, step):
-        return _ops._rmsprop_scalars(group["lr"], group["alpha"], group["eps"],
+        return _ops.rmsprop_scalars(group["lr"], group["alpha"], group["eps"],
                                      group["eps_inside_sqrt"], group["momentum"], group["centered"],
                                      group["weight_decay"], group["l1"])
 
@@ -369,8 +372,8 @@ class Adam(_Optimizer):
     """Adam (Kingma & Ba 2015) with coupled L2 `weight_decay`, `l1`, AMSGrad and the
     lecture-notes eps placement as options."""
 
-    _slots, _kernel = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"), "adam_update"
-    _lowbit_kernel = "adam_lowbit"
+    _slots, _kernel = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"), _ops.ADAM_UPDATE
+    _lowbit_kernel = _lowbit_ops.ADAM_LOWBIT
     _decoupled = False
 
     def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, l1=0.0,
@@ -394,7 +397,7 @@ class Adam(_Optimizer):
         betas = group["betas"]
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2); got {betas!r}")
-        return _ops._adam_scalars(step, group["lr"], betas[0], betas[1], group["eps"],
+        return _ops.adam_scalars(step, group["lr"], betas[0], betas[1], group["eps"],
                                   group["eps_inside_sqrt"], group["weight_decay"], group["l1"],
                                   self._decoupled, group["amsgrad"])
 

@@ -14,22 +14,18 @@ other channels untouched.
 """
 from __future__ import annotations
 
-import numpy as np
-
+from .._arrays import empty
+from .._dispatch import BATCHNORM_BACKWARD, BATCHNORM_FORWARD_EVAL, BATCHNORM_FORWARD_TRAIN
 from .._dispatch import launch
-from ..backends import (check_array, check_bool, check_like, check_no_overlap,
-                        check_real, resolve_backend)
+from ..backends import resolve_backend
+from ..checks import check_array, check_bool, check_like, check_no_overlap, check_real
 
 __all__ = ["batchnorm_forward", "batchnorm_backward"]
 
 
 def _empty(like_device: bool, shape, dtype):
     """A new array on the host, or on the GPU when the inputs live there."""
-    if like_device:
-        from numba import cuda
-
-        return cuda.device_array(shape, dtype)
-    return np.empty(shape, dtype)
+    return empty(shape, dtype, device=like_device)
 
 
 def _check_input(name, x):
@@ -90,13 +86,12 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, *, training: bo
     x3, y3 = x.reshape(n, c, nl), out.reshape(n, c, nl)
     if batch_stats:
         rm, rv = (running_mean, running_var) if training else (None, None)
-        status = launch(be, "batchnorm", "batchnorm_forward_train",
-                        (y3, mean, invstd, rm, rv, x3, gamma, beta), writes=(0, 1, 2, 3, 4),
-                        sizes=(n, c, nl), scalars=(eps, momentum), flat=False)
+        status = launch(be, BATCHNORM_FORWARD_TRAIN, (y3, mean, invstd, rm, rv, x3, gamma, beta),
+                        sizes=(n, c, nl), scalars=(eps, momentum))
     else:
-        status = launch(be, "batchnorm", "batchnorm_forward_eval",
+        status = launch(be, BATCHNORM_FORWARD_EVAL,
                         (y3, mean, invstd, x3, running_mean, running_var, gamma, beta),
-                        writes=(0, 1, 2), sizes=(n, c, nl), scalars=(eps,), flat=False)
+                        sizes=(n, c, nl), scalars=(eps,))
     _c_status(status)
     return out, mean, invstd
 
@@ -129,9 +124,9 @@ def batchnorm_backward(dy, x, gamma, mean, invstd, *, training: bool = True, out
         check_no_overlap({"out": out}, {"dy": dy, "x": x, "gamma": gamma, "mean": mean,
                                         "invstd": invstd})
     dgamma, dbeta = _empty(xi.device, (c,), xi.dtype), _empty(xi.device, (c,), xi.dtype)
-    status = launch(be, "batchnorm", "batchnorm_backward",
+    status = launch(be, BATCHNORM_BACKWARD,
                     (dx.reshape(n, c, nl), dgamma, dbeta, dy.reshape(n, c, nl),
                      x.reshape(n, c, nl), mean, invstd, gamma),
-                    writes=(0, 1, 2), sizes=(n, c, nl), scalars=(int(training),), flat=False)
+                    sizes=(n, c, nl), scalars=(int(training),))
     _c_status(status)
     return dx, dgamma, dbeta

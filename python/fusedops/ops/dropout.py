@@ -12,9 +12,11 @@ import math
 
 import numpy as np
 
+from .._arrays import empty, host_array, is_device_array
+from .._dispatch import DROPOUT_BACKWARD, DROPOUT_FORWARD, DROPOUT_MASK, DROPOUT_SCALE, PHILOX4X32
 from .._dispatch import launch
-from ..backends import (check_array, check_bool, check_int, check_like,
-                        check_no_overlap, check_real, is_device_array, resolve_backend)
+from ..backends import resolve_backend
+from ..checks import check_array, check_bool, check_int, check_like, check_no_overlap, check_real
 
 __all__ = ["philox4x32", "dropout_forward", "dropout_backward", "dropout_mask", "unpack_mask"]
 
@@ -45,11 +47,7 @@ def _check_seed(name, value) -> int:
 
 def _empty(like, shape, dtype):
     """A new array on the same side (host or GPU) as `like`."""
-    if is_device_array(like):
-        from numba import cuda
-
-        return cuda.device_array(shape, dtype)
-    return np.empty(shape, dtype)
+    return empty(shape, dtype, device=is_device_array(like))
 
 
 def _mask_len(n: int) -> int:
@@ -76,7 +74,7 @@ def philox4x32(counter, key, *, backend=None) -> np.ndarray:
     key = np.ascontiguousarray(key, np.uint32)
     out = np.empty(counter.shape, np.uint32)
     n = counter.size // 4
-    launch(be, "philox", "philox4x32", (out, counter, key), writes=(0,), sizes=(n,))
+    launch(be, PHILOX4X32, (out, counter, key), sizes=(n,))
     return out
 
 
@@ -102,11 +100,11 @@ def dropout_forward(x, p, *, seed, offset=0, mode="inverted", training=True, out
     y = _empty(x, info.shape, info.dtype) if out is None else out
     if not training:
         scale = 1.0 if mode == "inverted" else 1.0 - p
-        launch(be, "dropout", "dropout_scale", (y, x), writes=(0,), scalars=(scale,))
+        launch(be, DROPOUT_SCALE, (y, x), scalars=(scale,))
         return y, None
     n = math.prod(info.shape)
     mask = _empty(x, (_mask_len(n),), np.uint8) if return_mask else None
-    launch(be, "dropout", "dropout_forward", (y, mask, x), writes=(0, 1), sizes=(n,),
+    launch(be, DROPOUT_FORWARD, (y, mask, x), sizes=(n,),
            scalars=(seed, offset, _threshold(p), _divisor(p, mode)))
     return y, mask
 
@@ -141,10 +139,9 @@ def dropout_backward(dy, *, p, mask=None, seed=None, offset=0, mode="inverted", 
     dx = _empty(dy, info.shape, info.dtype) if out is None else out
     divisor = _divisor(p, mode)
     if mask is not None:
-        launch(be, "dropout", "dropout_backward", (dx, dy, mask), writes=(0,), sizes=(n,),
-               scalars=(divisor,))
+        launch(be, DROPOUT_BACKWARD, (dx, dy, mask), sizes=(n,), scalars=(divisor,))
     else:  # the forward kernel with no mask output: the same keep bits, applied to dy
-        launch(be, "dropout", "dropout_forward", (dx, None, dy), writes=(0,), sizes=(n,),
+        launch(be, DROPOUT_FORWARD, (dx, None, dy), sizes=(n,),
                scalars=(seed, offset, _threshold(p), divisor))
     return dx
 
@@ -167,8 +164,7 @@ def dropout_mask(shape, p, *, seed, offset=0, backend=None) -> np.ndarray:
     seed, offset = _check_seed("seed", seed), _check_seed("offset", offset)
     n = math.prod(shape)
     mask = np.empty(_mask_len(n), np.uint8)
-    launch(be, "dropout", "dropout_mask", (mask,), writes=(0,), sizes=(),
-           scalars=(n, seed, offset, _threshold(p)))
+    launch(be, DROPOUT_MASK, (mask,), sizes=(), scalars=(n, seed, offset, _threshold(p)))
     return mask
 
 
@@ -180,13 +176,5 @@ def unpack_mask(mask, shape) -> np.ndarray:
     if info.shape[0] != _mask_len(n):
         raise ValueError(f"mask must have ceil(prod(shape) / 8) = {_mask_len(n)} bytes for shape "
                          f"{shape}; got {info.shape[0]}")
-    if hasattr(mask, "copy_to_host"):  # Numba device array (or the simulator's)
-        host = mask.copy_to_host()
-    elif is_device_array(mask):  # CuPy, PyTorch, ...: through the CUDA array interface
-        from numba import cuda
-
-        host = cuda.as_cuda_array(mask).copy_to_host()
-    else:
-        host = np.asarray(mask)
-    return np.unpackbits(host, count=n, bitorder="little").astype(bool).reshape(shape)
+    return np.unpackbits(host_array(mask), count=n, bitorder="little").astype(bool).reshape(shape)
 

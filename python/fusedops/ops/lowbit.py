@@ -20,13 +20,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._dispatch import launch
-from ..backends import array_info, check_bool, check_int, check_no_overlap, resolve_backend
+from .._arrays import array_info
+from .._dispatch import (ADAM_LOWBIT, DEQUANTIZE_BLOCKS, QUANTIZE_BLOCKS, RMSPROP_LOWBIT,
+                         SGD_LOWBIT, launch)
+from ..backends import resolve_backend
+from ..checks import check_bool, check_int, check_no_overlap
 from . import optim as _optim
 
 __all__ = ["BlockQuantized", "adam_step", "sgd_step", "rmsprop_step", "quantize", "dequantize",
            "BLOCK", "param_format", "state_format", "adam_scalars", "sgd_scalars",
-           "rmsprop_scalars", "prepare", "launch_step"]
+           "rmsprop_scalars", "prepare", "launch_step", "ADAM_LOWBIT", "SGD_LOWBIT",
+           "RMSPROP_LOWBIT"]
 
 BLOCK = 256
 PARAM_FORMATS = {"float32": 0, "bfloat16": 1, "float16": 2}
@@ -46,7 +50,7 @@ class BlockQuantized:
     @classmethod
     def zeros(cls, shape, *, signed: bool, device: bool = False) -> "BlockQuantized":
         """All-zero state for a parameter of `shape` (on the GPU with device=True)."""
-        from .._flat import full
+        from .._arrays import full
 
         shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
         n = int(np.prod(shape, dtype=np.int64))
@@ -123,7 +127,7 @@ def _bits(a, fmt):
         return a
     if isinstance(a, np.ndarray):
         return a.view(np.uint16)
-    from .._flat import as_numba_device
+    from .._arrays import as_numba_device
 
     return as_numba_device(a).view(np.uint16)
 
@@ -180,15 +184,15 @@ def _rounding(seed, step, stream):
             check_int("stream", stream, lo=0, hi=2**32 - 1))
 
 
-def launch_step(be, name, arrays, scalars):
-    launch(be, "lowbit", name, arrays, writes=tuple(range(len(arrays) - 1)), scalars=scalars,
-           dtype=np.dtype(np.float32))
+def launch_step(be, kernel, arrays, scalars):
+    """Run a prepared step (`prepare`'s arrays) of ADAM_LOWBIT, SGD_LOWBIT or RMSPROP_LOWBIT."""
+    launch(be, kernel, arrays, scalars=scalars, dtype=np.dtype(np.float32))
 
 
 def adam_scalars(step, lr, beta1, beta2, eps, eps_inside_sqrt, weight_decay, l1, decoupled):
     """Validated kernel scalars of adam_lowbit (without the rounding tail): (lr/c1, b1, 1-b1,
     b2, 1-b2, 1/c2, eps_in, eps_out, decay, l2, l1), computed in float64."""
-    lr, b1, b2, eps, inside, decay, l2, l1, c1, c2 = _optim._adam_scalars(
+    lr, b1, b2, eps, inside, decay, l2, l1, c1, c2 = _optim.adam_scalars(
         step, lr, beta1, beta2, eps, eps_inside_sqrt, weight_decay, l1, decoupled, False)
     eps_in, eps_out = (eps, 0.0) if inside else (0.0, eps)
     return lr / c1, b1, 1.0 - b1, b2, 1.0 - b2, 1.0 / c2, eps_in, eps_out, decay, l2, l1
@@ -196,7 +200,7 @@ def adam_scalars(step, lr, beta1, beta2, eps, eps_inside_sqrt, weight_decay, l1,
 
 def sgd_scalars(lr, momentum, nesterov, weight_decay, l1):
     """Validated kernel scalars of sgd_lowbit: (lr, beta, cg, ch, l2, l1)."""
-    lr, beta, nesterov, l2, l1 = _optim._sgd_scalars(lr, momentum, nesterov, weight_decay, l1)
+    lr, beta, nesterov, l2, l1 = _optim.sgd_scalars(lr, momentum, nesterov, weight_decay, l1)
     cg, ch = (1.0, beta) if nesterov else (0.0, 1.0)
     return lr, beta, cg, ch, l2, l1
 
@@ -204,7 +208,7 @@ def sgd_scalars(lr, momentum, nesterov, weight_decay, l1):
 def rmsprop_scalars(lr, alpha, eps, eps_inside_sqrt, momentum, centered, weight_decay, l1):
     """Validated kernel scalars of rmsprop_lowbit: (lr, alpha, 1-alpha, eps_in, eps_out, beta,
     l2, l1)."""
-    lr, alpha, eps, inside, beta, l2, l1 = _optim._rmsprop_scalars(
+    lr, alpha, eps, inside, beta, l2, l1 = _optim.rmsprop_scalars(
         lr, alpha, eps, eps_inside_sqrt, momentum, centered, weight_decay, l1)
     eps_in, eps_out = (eps, 0.0) if inside else (0.0, eps)
     return lr, alpha, 1.0 - alpha, eps_in, eps_out, beta, l2, l1
@@ -224,7 +228,7 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, *, master=None, step, lr, beta1=
     be, pfmt, sfmt, arrays = prepare(param, grad, master, {
         "exp_avg": (exp_avg, True), "exp_avg_sq": (exp_avg_sq, False)}, stochastic_rounding,
         backend)
-    launch_step(be, "adam_lowbit", arrays, (*scalars, pfmt, sfmt, seed, step, stream,
+    launch_step(be, ADAM_LOWBIT, arrays, (*scalars, pfmt, sfmt, seed, step, stream,
                                         bool(stochastic_rounding)))
     return param
 
@@ -243,7 +247,7 @@ def sgd_step(param, grad, momentum_buf=None, *, master=None, lr, momentum=0.0, n
         raise ValueError("momentum_buf is required when momentum > 0")
     be, pfmt, sfmt, arrays = prepare(param, grad, master, {"momentum_buf": (h, True)},
                                       stochastic_rounding, backend)
-    launch_step(be, "sgd_lowbit", arrays, (*scalars, pfmt, sfmt, seed, step, stream,
+    launch_step(be, SGD_LOWBIT, arrays, (*scalars, pfmt, sfmt, seed, step, stream,
                                        bool(stochastic_rounding)))
     return param
 
@@ -275,7 +279,7 @@ def rmsprop_step(param, grad, square_avg, momentum_buf=None, grad_avg=None, *, m
     be, pfmt, sfmt, arrays = prepare(param, grad, master, {
         "square_avg": (square_avg, False), "momentum_buf": (h, True), "grad_avg": (ga, True)},
         stochastic_rounding, backend)
-    launch_step(be, "rmsprop_lowbit", arrays, (*scalars, pfmt, sfmt, seed, step, stream,
+    launch_step(be, RMSPROP_LOWBIT, arrays, (*scalars, pfmt, sfmt, seed, step, stream,
                                            bool(stochastic_rounding)))
     return param
 
@@ -289,14 +293,14 @@ def quantize(x, *, signed: bool, out: BlockQuantized | None = None, backend=None
     state_format("out", out, info, signed=bool(signed))
     check_no_overlap({"out.codes": out.codes, "out.scales": out.scales}, {"x": x})
     be = resolve_backend(backend, x, out.codes)
-    launch(be, "lowbit", "quantize_blocks", (out.codes, out.scales, x), writes=(0, 1),
-           scalars=(bool(signed),), dtype=np.dtype(np.float32))
+    launch(be, QUANTIZE_BLOCKS, (out.codes, out.scales, x), scalars=(bool(signed),),
+           dtype=np.dtype(np.float32))
     return out
 
 
 def dequantize(q: BlockQuantized, *, out=None, backend=None):
     """float32 values of q (shaped like q.codes; device arrays give a device array)."""
-    from .._flat import full
+    from .._arrays import full
 
     if not isinstance(q, BlockQuantized):
         raise TypeError(f"q must be a BlockQuantized; got {type(q).__name__}")
@@ -305,6 +309,6 @@ def dequantize(q: BlockQuantized, *, out=None, backend=None):
         out = full(int(np.prod(info.shape, dtype=np.int64)), np.float32, info.device).reshape(info.shape)
     state_format("q", q, array_info("out", out), signed=q.signed)
     be = resolve_backend(backend, out, q.codes)
-    launch(be, "lowbit", "dequantize_blocks", (out, q.codes, q.scales), writes=(0,),
-           scalars=(q.signed,), dtype=np.dtype(np.float32))
+    launch(be, DEQUANTIZE_BLOCKS, (out, q.codes, q.scales), scalars=(q.signed,),
+           dtype=np.dtype(np.float32))
     return out

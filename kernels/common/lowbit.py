@@ -1,10 +1,12 @@
-"""Element bodies of the low-bit optimizer kernels, written once as plain Python and compiled
-for each target by `build(prims)`: Numba CPU (kernels/cpu/lowbit.py), Numba CUDA and the CUDA
-simulator (kernels/cuda/lowbit.py). The NumPy specification is fusedops.reference.lowbit; every
-constant and the order of every float32 operation here follow it.
+"""Element bodies of the low-bit optimizer kernels (kernels/common/__init__.py), written once as
+plain Python and compiled for each target by `build(prims)`: Numba CPU (kernels/cpu/lowbit.py),
+Numba CUDA and the CUDA simulator (kernels/cuda/lowbit.py). The NumPy specification is
+fusedops.reference.lowbit; every constant and the order of every float32 operation here follow
+it. Unlike the other families, build takes more than `jit`: bit casts and non-fusing products
+differ between the targets (below).
 
 `prims` supplies what differs between targets:
-  jit(fn)        the decorator (njit; cuda.jit(device=True); identity in the simulator)
+  jit(fn)        the decorator (njit, cuda.jit(device=True, inline=True), or plain Python)
   f2i(x)         float32 -> its bit pattern as a uint32
   i2f(b)         the low 32 bits of an integer -> float32
   mul(a, b)      a*b rounded to float32, never fused into a following add (on the GPU this is
