@@ -41,23 +41,23 @@ def _prims():
                                         sqrt=np.sqrt, philox=philox4x32_10)
     from numba.cuda import libdevice
 
-    @cuda.jit(device=True, inline=True)
+    @cuda.jit(device=True, inline="always")
     def f2i(x):
         return np.uint32(libdevice.float_as_int(x))
 
-    @cuda.jit(device=True, inline=True)
+    @cuda.jit(device=True, inline="always")
     def i2f(b):
         return libdevice.int_as_float(np.int32(np.uint32(b)))
 
-    @cuda.jit(device=True, inline=True)
+    @cuda.jit(device=True, inline="always")
     def mul(a, b):
         return libdevice.fmul_rn(a, b)
 
-    @cuda.jit(device=True, inline=True)
+    @cuda.jit(device=True, inline="always")
     def sqrt(x):
         return math.sqrt(x)  # sqrt.rn.f32: numba-cuda keeps IEEE square roots without fastmath
 
-    return _pytypes.SimpleNamespace(jit=cuda.jit(device=True, inline=True), f2i=f2i, i2f=i2f,
+    return _pytypes.SimpleNamespace(jit=cuda.jit(device=True, inline="always"), f2i=f2i, i2f=i2f,
                                     mul=mul, sqrt=sqrt, philox=philox4x32_10)
 
 
@@ -68,7 +68,7 @@ _load_state, _store_state, _rounding_word = _B["load_state"], _B["store_state"],
 _adam, _sgd, _rmsprop = _B["adam"], _B["sgd"], _B["rmsprop"]
 
 
-@cuda.jit(device=True)
+@cuda.jit(device=True, inline="always")
 def _block_max(buf, t, x):
     """The max of x (uint32) over the 256 threads of the block; every thread gets it."""
     buf[t] = x
@@ -86,7 +86,7 @@ def _block_max(buf, t, x):
     return r
 
 
-@cuda.jit(device=True)
+@cuda.jit(device=True, inline="always")
 def _scale_of(scales, blk):
     s = np.float32(0.0)
     if scales is None:
@@ -96,7 +96,7 @@ def _scale_of(scales, blk):
     return s
 
 
-@cuda.jit(device=True)
+@cuda.jit(device=True, inline="always")
 def _encode(sq, scales, buf, blk, t, i, live, x, signed):
     """Block max, scale (thread 0) and this thread's code of one 8-bit slot."""
     if sq is None:
@@ -111,7 +111,7 @@ def _encode(sq, scales, buf, blk, t, i, live, x, signed):
             sq[i] = np.uint8(_enc_s(y) if signed else _enc_u(y))
 
 
-@cuda.jit(device=True)
+@cuda.jit(device=True, inline="always")
 def _write_param(pf, pb, ph, w32, w, rng, i):
     if rng is None:
         _store_param(pf, pb, ph, w32, w, np.uint32(0), False, i)
