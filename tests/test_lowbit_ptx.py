@@ -55,6 +55,8 @@ def test_kernels_compile_without_fma_or_float64(compile_ptx):
         assert not any(".f64" in op for op in ops), name
         assert not any(op.startswith(("sqrt.approx", "div.approx", "div.full")) for op in ops), name
         if name != "quantize":
-            assert "mul.rn.f32" in ops and "div.rn.f32" in ops, name
+            assert "mul.rn.f32" in ops, name
+        if name.startswith(("adam", "rmsprop")):
+            assert "div.rn.f32" in ops and "sqrt.rn.f32" in ops, name
         if ".q8" in name:
             assert "bar.sync" in ops, name  # the block max of the 8-bit slots
