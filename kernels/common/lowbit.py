@@ -80,6 +80,37 @@ def build(prims):
         bits = u32(EXP) if c == U_INF else bits
         return i2f(u32(bits | QNAN) if c == U_NAN else bits)
 
+    # The same codes without the Inf / NaN cases, for blocks known to hold none: a third of
+    # the CPU step's instructions go to those selects otherwise (kernels/cpu/lowbit.py).
+    @jit
+    def enc_s_finite(y):
+        b = f2i(y)
+        r = u32((u32(b & ABS) + HALF_STEP) >> 20)
+        k = u32(u32(r if r > S_OFFSET else S_OFFSET) - S_OFFSET)
+        return u32(k | u32((b >> 24) & 0x80))
+
+    @jit
+    def dec_s_finite(c):
+        k = u32(c & 0x7F)
+        bits = u32(u32(k + S_OFFSET) << 20) if k > 0 else u32(0)
+        return i2f(u32(bits | u32(u32(c & 0x80) << 24)))
+
+    @jit
+    def enc_u_finite(y):
+        a = u32(f2i(y) & ABS)
+        r = u32((a + HALF_STEP) >> 20)
+        c = u32(u32(r if r > U_OFFSET + 1 else U_OFFSET + 1) - U_OFFSET)
+        return u32(0) if a == 0 else c
+
+    @jit
+    def dec_u_finite(c):
+        return i2f(u32(u32(c + U_OFFSET) << 20) if c > 0 else u32(0))
+
+    @jit
+    def special_code(c, signed):
+        """Whether 8-bit code c is Inf or NaN."""
+        return u32(c & 0x7F) >= S_INF if signed else c >= U_INF
+
     @jit
     def amax(acc, x):
         """max(acc, bits of |x|): for non-negative floats integer order is float order, and an
@@ -191,6 +222,17 @@ def build(prims):
         else:
             c = u32(sq[i])
             x = mul(dec_s(c) if signed else dec_u(c), scale)
+        return x
+
+    @jit
+    def load_state_finite(sf, sb, sq, scale, signed, i):
+        """load_state for a block whose 8-bit codes hold no Inf / NaN (the same values)."""
+        x = zero
+        if sq is None:
+            x = load_state(sf, sb, sq, scale, signed, i)
+        else:
+            c = u32(sq[i])
+            x = mul(dec_s_finite(c) if signed else dec_u_finite(c), scale)
         return x
 
     @jit

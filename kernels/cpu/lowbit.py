@@ -74,10 +74,11 @@ def _sqrt(x):
 _B = common.build(_pytypes.SimpleNamespace(jit=njit, f2i=_f2i, i2f=_i2f, mul=_mul,
                                                  sqrt=_sqrt, philox=philox4x32_10))
 _enc_s, _enc_u, _amax, _inverse = _B["enc_s"], _B["enc_u"], _B["amax"], _B["inverse"]
-_amax_finite = _B["amax_finite"]
+_enc_s_finite, _enc_u_finite = _B["enc_s_finite"], _B["enc_u_finite"]
+_amax_finite, _special_code = _B["amax_finite"], _B["special_code"]
 _load_param, _load_grad, _store_param = _B["load_param"], _B["load_grad"], _B["store_param"]
-_load_state, _store_state, _rounding_word = _B["load_state"], _B["store_state"], _B["rounding_word"]
-_adam, _sgd, _rmsprop = _B["adam"], _B["sgd"], _B["rmsprop"]
+_load_state, _load_state_finite = _B["load_state"], _B["load_state_finite"]
+_store_state, _adam, _sgd, _rmsprop = _B["store_state"], _B["adam"], _B["sgd"], _B["rmsprop"]
 
 
 @njit
@@ -91,15 +92,33 @@ def _scale_of(scales, blk):
 
 
 @njit
-def _encode_slot(sq, scales, blk, buf, lo, n_blk, acc, signed):
-    """Pass B for one 8-bit slot: the block's scale (acc: the max of |x|'s bits), its codes."""
+def _has_special(sq, lo, n_blk, signed):
+    """Whether the block's 8-bit codes hold an Inf or NaN (then pass A decodes them in full)."""
+    found = False
     if sq is None:
         pass
     else:
-        if acc >= _EXP:  # a NaN or Inf in the block (rare): the scale is the largest finite |x|
-            acc = np.uint32(0)
-            for j in range(n_blk):
-                acc = _amax_finite(acc, buf[j])
+        for j in range(n_blk):
+            found |= _special_code(np.uint32(sq[np.uint64(lo + j)]), signed)
+    return found
+
+
+@njit
+def _encode_slot(sq, scales, blk, buf, lo, n_blk, acc, signed):
+    """Pass B for one 8-bit slot: the block's scale (acc: the max of |x|'s bits), its codes.
+    acc < EXP means every value is finite: the codes need no Inf / NaN cases."""
+    if sq is None:
+        pass
+    elif acc < _EXP:
+        s, inv = _inverse(acc)
+        scales[blk] = s
+        for j in range(n_blk):
+            y = buf[j] * inv
+            sq[np.uint64(lo + j)] = np.uint8(_enc_s_finite(y) if signed else _enc_u_finite(y))
+    else:  # a NaN or Inf in the block (rare): the scale is the largest finite |x|
+        acc = np.uint32(0)
+        for j in range(n_blk):
+            acc = _amax_finite(acc, buf[j])
         s, inv = _inverse(acc)
         scales[blk] = s
         for j in range(n_blk):
@@ -131,39 +150,103 @@ def _write_rounded(pf, pb, ph, w32, bw, lo, n_blk, rng):
                 _store_param(pf, pb, ph, w32, bw[j], np.uint32(ws[e]), True, np.uint64(lo + j))
 
 
+# Pass A of each optimizer, built twice: with load_state (every code) and with
+# load_state_finite (blocks without Inf / NaN codes, almost all). Each returns the max bit
+# patterns of its 8-bit slots' new values. Arguments: kernel arrays, block, buffers, scalars.
+
+def _adam_pass(load):
+    @njit
+    def pass_a(pf, pb, ph, w32, mf, mb, mq, sm, vf, vb, vq, sv, gf, gb, gh, lo, n_blk, bw, bm, bv,
+               step_size, b1, omb1, b2, omb2, inv_c2, eps_in, eps_out, decay, reg, rng):
+        zero = np.float32(0.0)
+        am, av = np.uint32(0), np.uint32(0)
+        for j in range(n_blk):
+            i = np.uint64(lo + j)
+            w, m, v = _adam(_load_param(pf, pb, ph, w32, i), _load_grad(gf, gb, gh, i),
+                            load(mf, mb, mq, sm, True, i), load(vf, vb, vq, sv, False, i),
+                            step_size, b1, omb1, b2, omb2, inv_c2, eps_in, eps_out, decay, reg)
+            _store_state(mf, mb, None, m, zero, True, i)
+            _store_state(vf, vb, None, v, zero, False, i)
+            _store_or_keep(pf, pb, ph, w32, bw, rng, w, j, i)
+            bm[j], bv[j] = m, v
+            am, av = _amax(am, m), _amax(av, v)
+        return am, av
+    return pass_a
+
+
+def _sgd_pass(load):
+    @njit
+    def pass_a(pf, pb, ph, w32, hf, hb, hq, sh, gf, gb, gh, lo, n_blk, bw, bh, lr, beta, cg, ch,
+               reg, rng, has_h):
+        zero = np.float32(0.0)
+        ah = np.uint32(0)
+        for j in range(n_blk):
+            i = np.uint64(lo + j)
+            w, h = _sgd(_load_param(pf, pb, ph, w32, i), _load_grad(gf, gb, gh, i),
+                        load(hf, hb, hq, sh, True, i), lr, beta, cg, ch, reg, has_h)
+            _store_state(hf, hb, None, h, zero, True, i)
+            _store_or_keep(pf, pb, ph, w32, bw, rng, w, j, i)
+            bh[j] = h
+            ah = _amax(ah, h)
+        return ah
+    return pass_a
+
+
+def _rmsprop_pass(load):
+    @njit
+    def pass_a(pf, pb, ph, w32, sf, sb, sq, s_s, hf, hb, hq, s_h, af, ab, aq, s_a, gf, gb, gh, lo,
+               n_blk, bw, bs, bh, ba, lr, alpha, oma, eps_in, eps_out, beta, reg, rng, has_h,
+               has_a):
+        zero = np.float32(0.0)
+        m_s, m_h, m_a = np.uint32(0), np.uint32(0), np.uint32(0)
+        for j in range(n_blk):
+            i = np.uint64(lo + j)
+            w, s, h, a = _rmsprop(
+                _load_param(pf, pb, ph, w32, i), _load_grad(gf, gb, gh, i),
+                load(sf, sb, sq, s_s, False, i), load(hf, hb, hq, s_h, True, i),
+                load(af, ab, aq, s_a, True, i), lr, alpha, oma, eps_in, eps_out, beta, reg,
+                has_h, has_a)
+            _store_state(sf, sb, None, s, zero, False, i)
+            _store_state(hf, hb, None, h, zero, True, i)
+            _store_state(af, ab, None, a, zero, True, i)
+            _store_or_keep(pf, pb, ph, w32, bw, rng, w, j, i)
+            bs[j], bh[j], ba[j] = s, h, a
+            m_s, m_h, m_a = _amax(m_s, s), _amax(m_h, h), _amax(m_a, a)
+        return m_s, m_h, m_a
+    return pass_a
+
+
+_adam_full, _adam_fast = _adam_pass(_load_state), _adam_pass(_load_state_finite)
+_sgd_full, _sgd_fast = _sgd_pass(_load_state), _sgd_pass(_load_state_finite)
+_rmsprop_full, _rmsprop_fast = _rmsprop_pass(_load_state), _rmsprop_pass(_load_state_finite)
+
+
 # Optional arguments are None or a value: reg = (l2, l1) or None; rng = the stochastic-rounding
 # words (key lo, key hi, stream, step lo, step hi) as uint64 (5,), or None (round to nearest).
 @kernel(**_JIT)
 def _adam_kernel(pf, pb, ph, w32, mf, mb, mq, ms, vf, vb, vq, vs, gf, gb, gh, n, step_size,
-                b1, omb1, b2, omb2, inv_c2, eps_in, eps_out, decay, reg, rng):
-    zero = np.float32(0.0)
+                 b1, omb1, b2, omb2, inv_c2, eps_in, eps_out, decay, reg, rng):
     nb = (n + BLOCK - 1) // BLOCK
     for c in prange((nb + CHUNK_BLOCKS - 1) // CHUNK_BLOCKS):
-        bw, bm, bv = (np.empty(BLOCK, np.float32), np.empty(BLOCK, np.float32),
-                      np.empty(BLOCK, np.float32))
+        bw, bm, bv = np.empty(BLOCK, np.float32), np.empty(BLOCK, np.float32), np.empty(
+            BLOCK, np.float32)
         for blk in range(c * CHUNK_BLOCKS, min(nb, (c + 1) * CHUNK_BLOCKS)):
             lo = blk * BLOCK
             n_blk = min(BLOCK, n - lo)
-            sm, sv = _scale_of(ms, blk), _scale_of(vs, blk)
-            am, av = np.uint32(0), np.uint32(0)
-            for j in range(n_blk):
-                i = np.uint64(lo + j)
-                w, m, v = _adam(_load_param(pf, pb, ph, w32, i), _load_grad(gf, gb, gh, i),
-                                _load_state(mf, mb, mq, sm, True, i),
-                                _load_state(vf, vb, vq, sv, False, i), step_size, b1, omb1,
-                                b2, omb2, inv_c2, eps_in, eps_out, decay, reg)
-                _store_state(mf, mb, None, m, zero, True, i)
-                _store_state(vf, vb, None, v, zero, False, i)
-                _store_or_keep(pf, pb, ph, w32, bw, rng, w, j, i)
-                bm[j], bv[j] = m, v
-                am, av = _amax(am, m), _amax(av, v)
+            args = (pf, pb, ph, w32, mf, mb, mq, _scale_of(ms, blk), vf, vb, vq,
+                    _scale_of(vs, blk), gf, gb, gh, lo, n_blk, bw, bm, bv, step_size, b1, omb1,
+                    b2, omb2, inv_c2, eps_in, eps_out, decay, reg, rng)
+            if _has_special(mq, lo, n_blk, True) or _has_special(vq, lo, n_blk, False):
+                am, av = _adam_full(*args)
+            else:
+                am, av = _adam_fast(*args)
             _encode_slot(mq, ms, blk, bm, lo, n_blk, am, True)
             _encode_slot(vq, vs, blk, bv, lo, n_blk, av, False)
             _write_rounded(pf, pb, ph, w32, bw, lo, n_blk, rng)
 
+
 @kernel(**_JIT)
 def _sgd_kernel(pf, pb, ph, w32, hf, hb, hq, hs, gf, gb, gh, n, lr, beta, cg, ch, reg, rng):
-    zero = np.float32(0.0)
     has_h = not (hf is None and hb is None and hq is None)
     nb = (n + BLOCK - 1) // BLOCK
     for c in prange((nb + CHUNK_BLOCKS - 1) // CHUNK_BLOCKS):
@@ -171,24 +254,16 @@ def _sgd_kernel(pf, pb, ph, w32, hf, hb, hq, hs, gf, gb, gh, n, lr, beta, cg, ch
         for blk in range(c * CHUNK_BLOCKS, min(nb, (c + 1) * CHUNK_BLOCKS)):
             lo = blk * BLOCK
             n_blk = min(BLOCK, n - lo)
-            sh = _scale_of(hs, blk)
-            ah = np.uint32(0)
-            for j in range(n_blk):
-                i = np.uint64(lo + j)
-                w, h = _sgd(_load_param(pf, pb, ph, w32, i), _load_grad(gf, gb, gh, i),
-                            _load_state(hf, hb, hq, sh, True, i), lr, beta, cg, ch, reg,
-                            has_h)
-                _store_state(hf, hb, None, h, zero, True, i)
-                _store_or_keep(pf, pb, ph, w32, bw, rng, w, j, i)
-                bh[j] = h
-                ah = _amax(ah, h)
+            args = (pf, pb, ph, w32, hf, hb, hq, _scale_of(hs, blk), gf, gb, gh, lo, n_blk, bw,
+                    bh, lr, beta, cg, ch, reg, rng, has_h)
+            ah = _sgd_full(*args) if _has_special(hq, lo, n_blk, True) else _sgd_fast(*args)
             _encode_slot(hq, hs, blk, bh, lo, n_blk, ah, True)
             _write_rounded(pf, pb, ph, w32, bw, lo, n_blk, rng)
 
+
 @kernel(**_JIT)
-def _rmsprop_kernel(pf, pb, ph, w32, sf, sb, sq, ss, hf, hb, hq, hs, af, ab, aq, as_, gf, gb,
-                   gh, n, lr, alpha, oma, eps_in, eps_out, beta, reg, rng):
-    zero = np.float32(0.0)
+def _rmsprop_kernel(pf, pb, ph, w32, sf, sb, sq, ss, hf, hb, hq, hs, af, ab, aq, as_, gf, gb, gh,
+                    n, lr, alpha, oma, eps_in, eps_out, beta, reg, rng):
     has_h = not (hf is None and hb is None and hq is None)
     has_a = not (af is None and ab is None and aq is None)
     nb = (n + BLOCK - 1) // BLOCK
@@ -198,26 +273,19 @@ def _rmsprop_kernel(pf, pb, ph, w32, sf, sb, sq, ss, hf, hb, hq, hs, af, ab, aq,
         for blk in range(c * CHUNK_BLOCKS, min(nb, (c + 1) * CHUNK_BLOCKS)):
             lo = blk * BLOCK
             n_blk = min(BLOCK, n - lo)
-            s_s, s_h, s_a = _scale_of(ss, blk), _scale_of(hs, blk), _scale_of(as_, blk)
-            m_s, m_h, m_a = np.uint32(0), np.uint32(0), np.uint32(0)
-            for j in range(n_blk):
-                i = np.uint64(lo + j)
-                w, s, h, a = _rmsprop(
-                    _load_param(pf, pb, ph, w32, i), _load_grad(gf, gb, gh, i),
-                    _load_state(sf, sb, sq, s_s, False, i),
-                    _load_state(hf, hb, hq, s_h, True, i),
-                    _load_state(af, ab, aq, s_a, True, i),
-                    lr, alpha, oma, eps_in, eps_out, beta, reg, has_h, has_a)
-                _store_state(sf, sb, None, s, zero, False, i)
-                _store_state(hf, hb, None, h, zero, True, i)
-                _store_state(af, ab, None, a, zero, True, i)
-                _store_or_keep(pf, pb, ph, w32, bw, rng, w, j, i)
-                bs[j], bh[j], ba[j] = s, h, a
-                m_s, m_h, m_a = _amax(m_s, s), _amax(m_h, h), _amax(m_a, a)
+            args = (pf, pb, ph, w32, sf, sb, sq, _scale_of(ss, blk), hf, hb, hq,
+                    _scale_of(hs, blk), af, ab, aq, _scale_of(as_, blk), gf, gb, gh, lo, n_blk, bw,
+                    bs, bh, ba, lr, alpha, oma, eps_in, eps_out, beta, reg, rng, has_h, has_a)
+            if (_has_special(sq, lo, n_blk, False) or _has_special(hq, lo, n_blk, True)
+                    or _has_special(aq, lo, n_blk, True)):
+                m_s, m_h, m_a = _rmsprop_full(*args)
+            else:
+                m_s, m_h, m_a = _rmsprop_fast(*args)
             _encode_slot(sq, ss, blk, bs, lo, n_blk, m_s, False)
             _encode_slot(hq, hs, blk, bh, lo, n_blk, m_h, True)
             _encode_slot(aq, as_, blk, ba, lo, n_blk, m_a, True)
             _write_rounded(pf, pb, ph, w32, bw, lo, n_blk, rng)
+
 
 @kernel(**_JIT)
 def _quantize_kernel(codes, scales, x, n, signed):
@@ -229,6 +297,7 @@ def _quantize_kernel(codes, scales, x, n, signed):
         for j in range(n_blk):
             acc = _amax(acc, x[np.uint64(lo + j)])
         _encode_slot(codes, scales, blk, x[lo:lo + n_blk], lo, n_blk, acc, signed)
+
 
 @kernel(**_JIT)
 def _dequantize_kernel(out, codes, scales, n, signed):
