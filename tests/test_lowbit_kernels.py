@@ -15,9 +15,10 @@ PDTYPES = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16, "float16": np.
 # each optimizer, regularization on and off, with few Numba specializations (each compiles)
 CASES = [
     ("adam", "float32", "int8", False, False, dict(lr=1e-2, weight_decay=0.01, decoupled=True)),
-    ("adam", "bfloat16", "int8", True, False, dict(lr=1e-2, weight_decay=0.01, l1=1e-3)),
+    ("adam", "bfloat16", "int8", True, False, dict(lr=1e-2, beta2=0.99)),
     ("adam", "bfloat16", "bfloat16", False, True, dict(lr=1e-2, eps=1e-6, eps_inside_sqrt=True)),
-    ("adam", "float16", "float32", True, True, dict(lr=1e-2, beta1=0.5)),
+    ("adam", "float16", "float32", True, True, dict(lr=1e-2, beta1=0.5, weight_decay=0.01,
+                                                   l1=1e-3)),
     ("sgd", "float32", "int8", False, False, dict(lr=0.05, momentum=0.9, nesterov=True)),
     ("sgd", "float16", "float32", False, True, dict(lr=0.05, weight_decay=0.1)),
     ("rmsprop", "float32", "int8", False, False, dict(lr=1e-2, momentum=0.5, weight_decay=0.01)),
