@@ -135,5 +135,5 @@ def test_low_precision_figure_numbers(report):
         assert 0.1 < r["test_accuracy"] <= 1, label
     b = {k: r["optimizer_bytes_per_param"] for k, r in runs.items()}
     assert b["float32"] == 8.0 and 2.03 <= b["8-bit state"] < 2.5  # small tensors keep float32
-    assert b["bf16 params + fp32 master, 8-bit state"] == pytest.approx(4 + 2 + 8 / 256)
+    assert 4 + 2 + 8 / 256 <= b["bf16 params + fp32 master, 8-bit state"] < 4 + 2 + 9 / 256
     assert b["pure bf16, round to nearest"] == b["pure bf16, stochastic rounding"] == 4.0

@@ -18,6 +18,15 @@ state_dict() is a flat dict, savable as is with `np.savez(path, **sd)` and loada
     "state.<k>.step": int, "state.<k>.<buffer>": array shaped like parameter k (host copy),
 with k the parameter's index over all groups in order. Loading restores hyperparameters and
 state exactly, so a resumed run continues bit for bit.
+
+Low-bit state and low-precision parameters (SGD, RMSprop, Adam, AdamW; fusedops._lowbit_state):
+`state_dtype="int8" | "bfloat16"`, bfloat16 / float16 params and grads, `master_weights=True`,
+`stochastic_rounding=True` with `seed`, `min_8bit_size` (smaller tensors keep float32 state).
+Then each parameter is one kernel call (fusedops.ops.lowbit) and state_dict() also holds
+"lowbit.<option>" entries, "state.<k>.master" (float32), and per buffer "state.<k>.<buffer>"
+(float32), "state.<k>.<buffer>.bfloat16" (uint16 bits) or "state.<k>.<buffer>.codes" (uint8)
+with ".scales" (float32, one per 256 elements). `lowbit_options(sd)` gives the options to
+construct an optimizer that can load sd.
 """
 from __future__ import annotations
 
