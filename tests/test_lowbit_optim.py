@@ -1,15 +1,19 @@
 """fusedops.optim with state_dtype / master_weights / stochastic_rounding: checkpoints that
 resume bit for bit, master weights equal to the float32 step, the state's bytes per
-parameter, and clear errors (nothing written) for what the low-bit path does not support."""
+parameter, and clear errors (nothing written) for what the low-bit path does not support.
+The optimizer logic is the same on every backend (the kernels are compared with the
+reference in test_lowbit_kernels.py): these tests run on C, which compiles nothing at test
+time, except where a default Numba specialization is shared with the kernel tests."""
 import numpy as np
 import pytest
 
-from fusedops import optim
+from fusedops import backends, optim
 from fusedops.ops import lowbit as L
 from fusedops.reference import lowbit as R
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
 BF16 = ml_dtypes.bfloat16
+BE = "c" if backends.backend_unavailable_reason("c") is None else "numba"
 
 
 def quadratic_grads(ws, c):
@@ -26,11 +30,10 @@ def state_arrays(opt):
     return {k: np.asarray(v) for k, v in sd.items() if k.startswith("state.")}
 
 
-@pytest.mark.parametrize("backend", ["numba", "c"])
-def test_checkpoint_resumes_bit_for_bit(backend, tmp_path):
+def test_checkpoint_resumes_bit_for_bit(tmp_path):
     c = np.linspace(0.1, 4, 5000).astype(np.float32)
     kw = dict(lr=1e-2, state_dtype="int8", master_weights=True, stochastic_rounding=True,
-              seed=9, min_8bit_size=1000, backend=backend)
+              seed=9, min_8bit_size=1000, backend=BE)
     ws = params(dtype=BF16)
     opt = optim.AdamW(ws, **kw)
     for _ in range(3):
@@ -61,7 +64,7 @@ def test_bf16_master_step_is_the_float32_step_rounded(state_dtype):
     w32 = [R.bf16_to_f32(R.f32_to_bf16(w)) for w in params()]
     wbf = [w.astype(BF16) for w in w32]
     obf = optim.Adam(wbf, lr=1e-2, weight_decay=0.1, state_dtype=state_dtype, min_8bit_size=0,
-                     master_weights=True)
+                     master_weights=True, backend=BE)
     new = (lambda w, s: L.BlockQuantized.zeros(w.size, signed=s)) if state_dtype == "int8" else (
         lambda w, s: np.zeros_like(w))
     st = [(new(w, True), new(w, False)) for w in w32]
@@ -69,7 +72,8 @@ def test_bf16_master_step_is_the_float32_step_rounded(state_dtype):
         gbf = quadratic_grads(wbf, c)
         obf.step(gbf)
         for w, g, (m, v) in zip(w32, gbf, st):
-            L.adam_step(w, g.astype(np.float32), m, v, step=t, lr=1e-2, weight_decay=0.1)
+            L.adam_step(w, g.astype(np.float32), m, v, step=t, lr=1e-2, weight_decay=0.1,
+                        backend=BE)
     for k, (a, b) in enumerate(zip(w32, wbf)):
         np.testing.assert_array_equal(obf._lowbit.master[k], a)
         np.testing.assert_array_equal(b.view(np.uint16), R.f32_to_bf16(a))
@@ -97,7 +101,7 @@ def test_small_tensors_keep_float32_state():
 
 def test_skip_if_nonfinite_leaves_everything_unchanged():
     ws = params(dtype=BF16)
-    opt = optim.Adam(ws, lr=1e-2, state_dtype="bfloat16", master_weights=True)
+    opt = optim.Adam(ws, lr=1e-2, state_dtype="bfloat16", master_weights=True, backend=BE)
     opt.step([np.ones_like(w) for w in ws])
     before = [w.copy() for w in ws], state_arrays(opt)
     gs = [np.ones_like(w) for w in ws]
@@ -131,9 +135,9 @@ def test_unsupported_combinations_raise_clearly(make, exc, match):
 
 def test_load_state_dict_with_other_options_raises_and_changes_nothing():
     ws = params()
-    opt = optim.Adam(ws, lr=1e-2, state_dtype="int8", min_8bit_size=0)
+    opt = optim.Adam(ws, lr=1e-2, state_dtype="int8", min_8bit_size=0, backend=BE)
     opt.step([np.ones_like(w) for w in ws])
-    other = optim.Adam([w.copy() for w in ws], lr=1e-2, state_dtype="bfloat16")
+    other = optim.Adam([w.copy() for w in ws], lr=1e-2, state_dtype="bfloat16", backend=BE)
     other.step([np.ones_like(w) for w in ws])
     before = state_arrays(other)
     with pytest.raises(ValueError, match="low-bit options"):
