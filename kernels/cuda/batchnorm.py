@@ -16,7 +16,7 @@ import numpy as np
 from numba import cuda, float64
 
 from ..common import batchnorm as common
-from .launch import MAX_GRID_Y, grid_for, grid_y_for
+from .launch import MAX_GRID_Y, current_stream, grid_for, grid_y_for, stream_key
 
 CHUNK_ROWS = 128  # rows per partial: the same chunking as the CPU backends
 # merge kernels: a fixed block of _LANES channels x _GROUPS chunk ranges (not tied to the
@@ -195,8 +195,8 @@ _SCRATCH = {}
 
 
 def _scratch(tag, shape, dtype):
-    """A device buffer reused across calls (all work runs on the default stream, in order)."""
-    key = (tag, tuple(shape), np.dtype(dtype).str)
+    """A device buffer reused across calls, one per stream (launches on a stream run in order)."""
+    key = (tag, tuple(shape), np.dtype(dtype).str, stream_key())
     buf = _SCRATCH.get(key)
     if buf is None:
         if len(_SCRATCH) > 32:
@@ -229,14 +229,14 @@ def _stats(mean, invstd, cm, cs, cb, rm, rv, x2, gamma, beta, n, nl, eps, moment
     pmean = _scratch("pmean", (nch, nj), np.float64)
     pm2 = _scratch("pm2", (nch, nj), np.float64)
     bx, gx = _columns(nj, tpb)
-    _stats_partials_kernel[(gx, grid_y_for(nch)), bx](pmean, pm2, x2, CHUNK_ROWS)
+    _stats_partials_kernel[(gx, grid_y_for(nch)), bx, current_stream()](pmean, pm2, x2, CHUNK_ROWS)
     update = rm is not None
     rm, _ = _optional(rm, "rm", x2.dtype)
     rv, _ = _optional(rv, "rv", x2.dtype)
     g, has_g = _optional(gamma, "gamma", x2.dtype)
     b, has_b = _optional(beta, "beta", x2.dtype)
     c = mean.size
-    _stats_combine_kernel[-(-c // _LANES), (_LANES, _GROUPS)](
+    _stats_combine_kernel[-(-c // _LANES), (_LANES, _GROUPS), current_stream()](
         mean, invstd, rm, rv, cm, cs, cb, pmean, pm2, g, b, n, nl, CHUNK_ROWS, float(eps),
         float(momentum), update, has_g, has_b)
 
@@ -253,7 +253,7 @@ def batchnorm_forward_train(y, mean, invstd, running_mean, running_var, x, gamma
     _stats(mean, invstd, cm, cs, cb, running_mean, running_var, x2, gamma, beta, n, nl,
            eps, momentum, threads_per_block)
     grid, block = _elementwise_geometry(n, c * nl, threads_per_block)
-    _normalize_kernel[grid, block](y2, x2, cm, cs, cb)
+    _normalize_kernel[grid, block, current_stream()](y2, x2, cm, cs, cb)
 
 
 def batchnorm_forward_eval(y, mean, invstd, x, running_mean, running_var, gamma, beta, eps,
@@ -267,11 +267,12 @@ def batchnorm_forward_eval(y, mean, invstd, x, running_mean, running_var, gamma,
     cm, cs, cb = (_scratch(t, (c * nl,), x.dtype) for t in ("cm", "cs", "cb"))
     g, has_g = _optional(gamma, "gamma", x.dtype)
     b, has_b = _optional(beta, "beta", x.dtype)
-    _eval_stats_kernel[-(-c // tpb), tpb](mean, invstd, cm, cs, cb, running_mean, running_var,
-                                          g, b, nl, float(eps), has_g, has_b)
+    _eval_stats_kernel[-(-c // tpb), tpb, current_stream()](
+        mean, invstd, cm, cs, cb, running_mean, running_var, g, b, nl, float(eps), has_g, has_b)
     if n:
         grid, block = _elementwise_geometry(n, c * nl, tpb)
-        _normalize_kernel[grid, block](y.reshape(n, c * nl), x.reshape(n, c * nl), cm, cs, cb)
+        _normalize_kernel[grid, block, current_stream()](y.reshape(n, c * nl), x.reshape(n, c * nl),
+                                                          cm, cs, cb)
 
 
 def batchnorm_backward(dx, dgamma, dbeta, dy, x, mean, invstd, gamma, training, *,
@@ -288,12 +289,12 @@ def batchnorm_backward(dx, dgamma, dbeta, dy, x, mean, invstd, gamma, training, 
     cm, c1, c2, c3 = (_scratch(t, (nj,), x.dtype) for t in ("cm", "cs", "cb", "c3"))
     bx, gx = _columns(nj, tpb)
     if nch:
-        _grad_partials_kernel[(gx, grid_y_for(nch)), bx](psum, pdot, dy2, x2, mean, nl,
+        _grad_partials_kernel[(gx, grid_y_for(nch)), bx, current_stream()](psum, pdot, dy2, x2, mean, nl,
                                                           CHUNK_ROWS)
     g, has_g = _optional(gamma, "gamma", x.dtype)
-    _grad_combine_kernel[-(-c // _LANES), (_LANES, _GROUPS)](
+    _grad_combine_kernel[-(-c // _LANES), (_LANES, _GROUPS), current_stream()](
         dgamma, dbeta, cm, c1, c2, c3, psum[:nch], pdot[:nch], mean, invstd, g, nl,
         float(n * nl), bool(training), has_g)
     if n:
         grid, block = _elementwise_geometry(n, nj, tpb)
-        _grad_input_kernel[grid, block](dx2, dy2, x2, cm, c1, c2, c3)
+        _grad_input_kernel[grid, block, current_stream()](dx2, dy2, x2, cm, c1, c2, c3)

@@ -14,7 +14,7 @@ from numba import cuda, uint8
 
 from ..common import dropout as common
 from ..common.philox import LO, S32
-from .launch import block_for, grid_for
+from .launch import block_for, current_stream, grid_for
 from .philox import philox4x32_10
 
 MAX_THREADS = 1024  # shared bytes per block: one mask byte per thread of the largest block
@@ -101,7 +101,7 @@ def _words(seed, offset, threshold):
 def _grid(n, threads_per_block):
     """One thread per mask byte."""
     tpb = block_for((n + 7) // 8, threads_per_block)
-    return grid_for((n + 7) // 8, tpb), tpb
+    return grid_for((n + 7) // 8, tpb), tpb, current_stream()
 
 
 def dropout_forward(y, mask, x, seed, offset, threshold, divisor, *, threads_per_block):
@@ -124,11 +124,11 @@ def dropout_backward(dx, dy, mask, divisor, *, threads_per_block):
     """dx (n,) = dy (n,) * keep / divisor, keep unpacked from mask (ceil(n/8),); device arrays."""
     if dy.size:
         tpb = block_for(dy.size, threads_per_block)
-        _backward_kernel[grid_for(dy.size, tpb), tpb](dx, dy, mask, dy.dtype.type(divisor))
+        _backward_kernel[grid_for(dy.size, tpb), tpb, current_stream()](dx, dy, mask, dy.dtype.type(divisor))
 
 
 def dropout_scale(y, x, scale, *, threads_per_block):
     """y (n,) = scale * x (n,): eval mode; device arrays."""
     if x.size:
         tpb = block_for(x.size, threads_per_block)
-        _scale_kernel[grid_for(x.size, tpb), tpb](y, x, x.dtype.type(scale))
+        _scale_kernel[grid_for(x.size, tpb), tpb, current_stream()](y, x, x.dtype.type(scale))

@@ -1,7 +1,11 @@
-"""Launch geometry shared by the CUDA launchers."""
+"""Launch geometry and the stream shared by the CUDA launchers."""
+import contextlib
+import threading
+
 from numba import config, cuda
 
 _WAVES = 32  # resident blocks per SM a grid-stride launch aims for
+_local = threading.local()
 # The simulator runs every CUDA thread as a Python thread (numba-cuda's simulator/kernel.py),
 # so its time grows with the threads launched more than with the elements: an Adam step on
 # 4099 elements took 1.3 s of CPU as 129 blocks of 32 threads, 0.18 s as 4. A grid of
@@ -30,6 +34,37 @@ def grid_for(n, threads_per_block):
     except Exception:  # a device without the attribute: one block per chunk
         return max(1, blocks)
     return max(1, min(blocks, sms * _WAVES))
+
+
+def current_stream():
+    """The stream every launcher passes to its kernels: the innermost `using_stream` of this
+    thread, else 0 (the default stream). Launches on one stream run in order, so the scratch
+    buffers a launcher reuses are safe per stream."""
+    return getattr(_local, "stream", 0)
+
+
+def stream_key(stream=None) -> int:
+    """An int naming `stream` (default: the current one), for per-stream caches."""
+    s = current_stream() if stream is None else stream
+    if isinstance(s, int):
+        return s
+    try:
+        return int(s)  # numba Stream: its CUstream handle
+    except (TypeError, ValueError):
+        return id(s)  # the simulator's streams have no handle
+
+
+@contextlib.contextmanager
+def using_stream(stream):
+    """Launch this thread's fusedops CUDA kernels on `stream` (a Numba stream, e.g.
+    `cuda.external_stream(torch.cuda.current_stream().cuda_stream)`, or 0) inside the block.
+    Kernels are asynchronous on it: the caller orders other work against that stream."""
+    prev = current_stream()
+    _local.stream = stream
+    try:
+        yield stream
+    finally:
+        _local.stream = prev
 
 
 def grid_y_for(n):

@@ -19,7 +19,7 @@ import numpy as np
 from numba import config, cuda
 
 from ..common import lowbit as common
-from .launch import grid_for
+from .launch import current_stream, grid_for
 from .philox import philox4x32_10
 
 BLOCK = common.BLOCK
@@ -209,7 +209,8 @@ def _dequantize_kernel(out, codes, scales, n, signed):
 # --------------------------------------------------------------------------- launchers
 
 def _grid(n):
-    return grid_for(max(n, 1), BLOCK), BLOCK
+    """Launch configuration: grid, one 256-thread block per state block, the current stream."""
+    return grid_for(max(n, 1), BLOCK), BLOCK, current_stream()
 
 
 def _slots(p, pfmt):
@@ -236,7 +237,7 @@ def _extras(l2, l1, seed, step, stream, sr):
         return reg, None
     lo, seed, step = 0xFFFFFFFF, int(seed), int(step)
     words = np.array([seed & lo, seed >> 32, int(stream), step & lo, step >> 32], np.uint64)
-    return reg, cuda.to_device(words)
+    return reg, cuda.to_device(words, stream=current_stream())
 
 
 def adam_lowbit(p, w32, m, ms, v, vs, g, step_size, b1, omb1, b2, omb2, inv_c2, eps_in, eps_out,
@@ -277,5 +278,5 @@ def quantize_blocks(codes, scales, x, signed, *, threads_per_block):
 def dequantize_blocks(out, codes, scales, signed, *, threads_per_block):
     """out <- values of codes with scales (device arrays)."""
     if codes.size:
-        _dequantize_kernel[grid_for(codes.size, threads_per_block), threads_per_block](
-            out, codes, scales, codes.size, bool(signed))
+        _dequantize_kernel[grid_for(codes.size, threads_per_block), threads_per_block,
+                           current_stream()](out, codes, scales, codes.size, bool(signed))

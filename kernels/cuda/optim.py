@@ -16,7 +16,7 @@ import math
 from numba import cuda
 
 from ..common import optim as common
-from .launch import block_for, grid_for
+from .launch import block_for, current_stream, grid_for
 
 _b = common.build(cuda.jit(device=True, inline="always"))
 _sgd_at, _adagrad_at, _rmsprop_at = _b.sgd_at, _b.adagrad_at, _b.rmsprop_at
@@ -87,7 +87,7 @@ def _nonfinite_kernel(count, g):
 
 def _grid(n, threads_per_block):
     tpb = block_for(n, threads_per_block)
-    return grid_for(n, tpb), tpb
+    return grid_for(n, tpb), tpb, current_stream()
 
 
 def sgd_update(w, h, g, lr, momentum, nesterov, l2, l1, *, threads_per_block):

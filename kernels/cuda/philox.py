@@ -8,7 +8,7 @@ import numpy as np
 from numba import cuda
 
 from ..common import philox as common
-from .launch import block_for, grid_for
+from .launch import block_for, current_stream, grid_for
 
 philox4x32_10 = common.build(cuda.jit(device=True, inline="always")).philox4x32_10
 
@@ -31,4 +31,4 @@ def philox4x32(out, counter, key, *, threads_per_block):
     n = out.size // 4
     if n:
         tpb = block_for(n, threads_per_block)
-        _philox_kernel[grid_for(n, tpb), tpb](out, counter, key)
+        _philox_kernel[grid_for(n, tpb), tpb, current_stream()](out, counter, key)

@@ -96,13 +96,16 @@ def launch(backend, kernel: Kernel, arrays, *, sizes=None, scalars=(), dtype=Non
 def _launch_cuda(family, name, arrays, writes, scalars, flat):
     from numba import cuda
 
+    from .kernels.cuda.launch import current_stream
+
+    stream = current_stream()  # kernels and staging copies go to the same stream, in order
     dev, copy_back = [], []
     for i, a in enumerate(arrays):
         if a is None:
             dev.append(None)
             continue
         if isinstance(a, np.ndarray):
-            d = cuda.to_device(a)
+            d = cuda.to_device(a, stream=stream)
             if i in writes:
                 copy_back.append((d, a))
         else:  # a Numba (or simulator) device array as it is; CuPy, PyTorch, ...: zero copy
@@ -111,4 +114,6 @@ def _launch_cuda(family, name, arrays, writes, scalars, flat):
     fn = getattr(backends.cuda_module(family), name)
     fn(*dev, *scalars, threads_per_block=backends.threads_per_block())
     for d, host in copy_back:
-        d.copy_to_host(host.reshape(d.shape) if flat else host)
+        d.copy_to_host(host.reshape(d.shape) if flat else host, stream=stream)
+    if copy_back and stream != 0:
+        stream.synchronize()  # the host arrays are the caller's once this returns

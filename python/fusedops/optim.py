@@ -50,6 +50,9 @@ def lowbit_options(state_dict) -> dict:
     return _lowbit_state.options(state_dict)
 
 
+PLAN_CACHE = 4
+
+
 def _is_param_object(p) -> bool:
     return not isinstance(p, np.ndarray) and hasattr(p, "data") and hasattr(p, "grad")
 
@@ -91,6 +94,7 @@ class _Optimizer:
             if self._lowbit is not None:
                 self._lowbit_slots(self.param_groups[gi])  # and that the low-bit path has them
         self._plan_key, self._plan, self._plan_refs = None, None, None
+        self._plans = {}  # key -> (plan, refs): the last few plans, see _current_plan
 
     # ------------------------------------------------------------------ subclass hooks
     def _active(self, group) -> tuple:
@@ -174,7 +178,8 @@ class _Optimizer:
                 group.update(upd)
         else:
             _optim_state.load_state_dict(self, state_dict)
-        self._plan_key = None  # the plan refers to the old buffers
+        self._plan_key = None  # the plans refer to the old buffers
+        self._plans.clear()
 
     # ------------------------------------------------------------------ internals
     @staticmethod
@@ -214,15 +219,22 @@ class _Optimizer:
     def _current_plan(self, params, grads):
         """The launches of a step. Validating arrays, finding spans and checking overlaps cost
         more than a small model's step, so the plan is rebuilt only when an array object or a
-        hyperparameter changed (the arrays are kept referenced, so their ids stay theirs)."""
+        hyperparameter changed (the arrays are kept referenced, so their ids stay theirs). The
+        last PLAN_CACHE plans are kept: a loop that alternates between a few settings (the
+        per-batch weight decay of nn.fit's l2_per_batch, whose last batch is shorter) reuses
+        them instead of re-validating at every switch (~1 ms each)."""
         hyper = tuple(tuple((k, v) for k, v in g.items() if k != "params") for g in self.param_groups)
         key = (tuple(map(id, params)), tuple(map(id, grads)), hyper)
         if key != self._plan_key:
-            if self._lowbit is not None:
-                plan = _lowbit_state.plan(self, params, grads)
-            else:
-                plan = self._build_plan(params, grads)  # raises before anything changes
-            self._plan_key, self._plan, self._plan_refs = key, plan, (params, grads)
+            if key not in self._plans:
+                if self._lowbit is not None:
+                    plan = _lowbit_state.plan(self, params, grads)
+                else:
+                    plan = self._build_plan(params, grads)  # raises before anything changes
+                if len(self._plans) >= PLAN_CACHE:
+                    del self._plans[next(iter(self._plans))]  # the oldest
+                self._plans[key] = (plan, (params, grads))
+            self._plan_key, (self._plan, self._plan_refs) = key, self._plans[key]
         return self._plan
 
     def _build_plan(self, params, grads):
