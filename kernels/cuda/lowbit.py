@@ -1,8 +1,9 @@
 """Low-bit optimizer steps for the CUDA backend: one CUDA block per 256-element state block.
 
 Same contract as fusedops.reference.lowbit; the element bodies are kernels/common/lowbit.py,
-compiled here with cuda.jit(device=True). Thread t of the CUDA block that owns state block b
-updates element i = 256*b + t in registers, writes float32 / bf16 state and the parameter at
+compiled here with cuda.jit(device=True, inline="always") (inlined at Numba IR level, so the
+kernels also compile to PTX with no GPU present: tests/test_lowbit_ptx.py). Thread t of the
+CUDA block that owns state block b updates element i = 256*b + t in registers, writes float32 / bf16 state and the parameter at
 once, and for each 8-bit slot takes part in a shared-memory max over the block (the max of
 bit patterns of finite |x|: exact and order-independent), then encodes its own element
 against the new scale; thread 0 writes the scale. Blocks grid-stride over state blocks.
