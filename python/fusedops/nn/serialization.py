@@ -101,7 +101,8 @@ def load(path, *, backend=None):
     if o is not None:
         groups = [{"params": [model.flat.params[i] for i in g]} for g in o["groups"]]
         state = _decode(o["state"], arrays)
-        opt = getattr(optim, o["class"])(groups, lr=1.0, backend=model.backend)  # lr etc. come with the state
+        opt = getattr(optim, o["class"])(groups, lr=1.0, backend=model.backend,  # lr etc. come
+                                         **optim.lowbit_options(state))       # with the state
         opt.load_state_dict(state)
         model.optimizer, model.optimizer_name = opt, o["name"]
     return model
