@@ -50,13 +50,15 @@ void fo_nonfinite_count_f64(int64_t *count, const double *g, int64_t n);
 /* ---- dropout (dropout.c) ---- */
 /* out (n,4) <- Philox4x32-10(counter (n,4), key (n,2)); exposed for known-answer tests */
 void fo_philox4x32(uint32_t *out, const uint32_t *counter, const uint32_t *key, int64_t n);
-/* mask (ceil(n/8),) <- packed keep bits of n elements; keep = philox word >= threshold */
-void fo_dropout_mask(uint8_t *mask, int64_t n, uint64_t seed, uint64_t offset, uint64_t threshold);
+/* mask (ceil(n/8),) <- packed keep bits of n elements; keep = philox word >= threshold;
+ * element i draws stream index start + i (start + n <= 2^64) */
+void fo_dropout_mask(uint8_t *mask, int64_t n, uint64_t seed, uint64_t offset, uint64_t threshold,
+                     uint64_t start);
 /* y (n,) = x (n,) * keep / divisor; mask (ceil(n/8),) or NULL <- packed keep bits */
 void fo_dropout_forward_f32(float *y, uint8_t *mask, const float *x, int64_t n, uint64_t seed,
-                            uint64_t offset, uint64_t threshold, float divisor);
+                            uint64_t offset, uint64_t threshold, float divisor, uint64_t start);
 void fo_dropout_forward_f64(double *y, uint8_t *mask, const double *x, int64_t n, uint64_t seed,
-                            uint64_t offset, uint64_t threshold, double divisor);
+                            uint64_t offset, uint64_t threshold, double divisor, uint64_t start);
 /* dx (n,) = dy (n,) * keep / divisor, keep unpacked from mask (ceil(n/8),) */
 void fo_dropout_backward_f32(float *dx, const float *dy, const uint8_t *mask, int64_t n,
                              float divisor);

@@ -5,6 +5,10 @@ each chunk's keep bits live in a small per-chunk buffer, never a full-size rando
 pass generates, compares, scales and writes y and the packed mask. The result is independent
 of the thread count. y = x * keep / divisor is written as a select (x or x*0) so it rounds,
 and propagates NaN and signed zeros, exactly as NumPy's x * keep / divisor.
+
+`start` (the stream index of element 0) enters as its Philox block `sb = start // 4` and word
+`r = start % 4`. With r = 0 a chunk's elements are whole blocks from block sb + e0/4 (the
+fused path); otherwise a chunk's bits come from the m + r words of those blocks, shifted by r.
 """
 import numpy as np
 from numba import njit, prange
@@ -20,9 +24,8 @@ S56, S7 = np.uint64(56), np.uint64(7)
 
 
 @njit(cache=True, inline="always")
-def _chunk_keep(keep, e0, m, k0, k1, o0, o1, t32, allk):
-    """keep[0 .. ceil4(m)) (uint8 0/1) for elements e0 .. (whole Philox blocks)."""
-    b0 = e0 // 4
+def _chunk_keep(keep, b0, m, k0, k1, o0, o1, t32, allk):
+    """keep[0 .. ceil4(m)) (uint8 0/1) for the words of Philox blocks b0 .. (int64)."""
     for j in range((m + 3) // 4):
         b = np.uint64(b0 + j)
         w0, w1, w2, w3 = philox4x32_10(b & LO, b >> S32, o0, o1, k0, k1)
@@ -63,12 +66,11 @@ def _select(v, q, zero, divisor):
 
 
 @njit(cache=True, inline="always")
-def _keep_scale(keep, ys, xs, e0, k0, k1, o0, o1, t32, allk, divisor):
-    """keep and ys = xs * keep / divisor for the whole Philox blocks of a chunk in one loop
-    (8% faster than a keep pass then a scale pass: the loads overlap the Philox arithmetic).
-    Returns the elements done."""
+def _keep_scale(keep, ys, xs, b0, k0, k1, o0, o1, t32, allk, divisor):
+    """keep and ys = xs * keep / divisor for the whole Philox blocks of a chunk in one loop,
+    blocks from b0 (8% faster than a keep pass then a scale pass: the loads overlap the Philox
+    arithmetic). Returns the elements done."""
     zero = divisor - divisor
-    b0 = e0 // 4
     for j in range(xs.size // 4):
         b = np.uint64(b0 + j)
         w0, w1, w2, w3 = philox4x32_10(b & LO, b >> S32, o0, o1, k0, k1)
@@ -83,27 +85,44 @@ def _keep_scale(keep, ys, xs, e0, k0, k1, o0, o1, t32, allk, divisor):
 
 
 @njit(cache=True, inline="always")
-def _forward_chunk(c, y, mask, x, k0, k1, o0, o1, t32, allk, divisor):
+def _shifted_keep(keep, b0, r, m, k0, k1, o0, o1, t32, allk):
+    """keep[0 .. m) <- the bits of words r .. r+m-1 counted from block b0 (start % 4 = r)."""
+    words = np.empty(CHUNK + 8, np.uint8)
+    _chunk_keep(words, b0, m + r, k0, k1, o0, o1, t32, allk)
+    for e in range(m):
+        keep[e] = words[r + e]
+
+
+@njit(cache=True, inline="always")
+def _forward_chunk(c, y, mask, x, k0, k1, o0, o1, t32, allk, divisor, sb, r):
     e0 = c * CHUNK
     m = min(CHUNK, x.size - e0)
     keep64 = np.empty(CHUNK // 8, np.uint64)
     keep = keep64.view(np.uint8)  # little-endian host: byte i of keep64[k] is keep[8k + i]
     ys, xs = y[e0:e0 + m], x[e0:e0 + m]
-    d = _keep_scale(keep, ys, xs, e0, k0, k1, o0, o1, t32, allk, divisor)
-    _chunk_keep(keep[d:], e0 + d, m - d, k0, k1, o0, o1, t32, allk)  # the last partial block
-    _scale(ys[d:], xs[d:], keep[d:], divisor)
+    b0 = sb + e0 // 4
+    if r == 0:
+        d = _keep_scale(keep, ys, xs, b0, k0, k1, o0, o1, t32, allk, divisor)
+        _chunk_keep(keep[d:], b0 + d // 4, m - d, k0, k1, o0, o1, t32, allk)  # last partial block
+        _scale(ys[d:], xs[d:], keep[d:], divisor)
+    else:
+        _shifted_keep(keep, b0, r, m, k0, k1, o0, o1, t32, allk)
+        _scale(ys, xs, keep, divisor)
     _pad(keep, m)
     if mask is not None:
         _pack(mask[e0 // 8:(e0 + m + 7) // 8], keep64)
 
 
 @njit(cache=True, inline="always")
-def _mask_chunk(c, mask, n, k0, k1, o0, o1, t32, allk):
+def _mask_chunk(c, mask, n, k0, k1, o0, o1, t32, allk, sb, r):
     e0 = c * CHUNK
     m = min(CHUNK, n - e0)
     keep64 = np.empty(CHUNK // 8, np.uint64)
     keep = keep64.view(np.uint8)
-    _chunk_keep(keep, e0, m, k0, k1, o0, o1, t32, allk)
+    if r == 0:
+        _chunk_keep(keep, sb + e0 // 4, m, k0, k1, o0, o1, t32, allk)
+    else:
+        _shifted_keep(keep, sb + e0 // 4, r, m, k0, k1, o0, o1, t32, allk)
     _pad(keep, m)
     _pack(mask[e0 // 8:(e0 + m + 7) // 8], keep64)
 
@@ -128,27 +147,27 @@ PARALLEL_MIN = 32768
 
 
 @njit(parallel=True, cache=True)
-def _forward_par(y, mask, x, k0, k1, o0, o1, t32, allk, divisor):
+def _forward_par(y, mask, x, k0, k1, o0, o1, t32, allk, divisor, sb, r):
     for c in prange((x.size + CHUNK - 1) // CHUNK):
-        _forward_chunk(c, y, mask, x, k0, k1, o0, o1, t32, allk, divisor)
+        _forward_chunk(c, y, mask, x, k0, k1, o0, o1, t32, allk, divisor, sb, r)
 
 
 @njit(cache=True)
-def _forward_ser(y, mask, x, k0, k1, o0, o1, t32, allk, divisor):
+def _forward_ser(y, mask, x, k0, k1, o0, o1, t32, allk, divisor, sb, r):
     for c in range((x.size + CHUNK - 1) // CHUNK):
-        _forward_chunk(c, y, mask, x, k0, k1, o0, o1, t32, allk, divisor)
+        _forward_chunk(c, y, mask, x, k0, k1, o0, o1, t32, allk, divisor, sb, r)
 
 
 @njit(parallel=True, cache=True)
-def _mask_par(mask, n, k0, k1, o0, o1, t32, allk):
+def _mask_par(mask, n, k0, k1, o0, o1, t32, allk, sb, r):
     for c in prange((n + CHUNK - 1) // CHUNK):
-        _mask_chunk(c, mask, n, k0, k1, o0, o1, t32, allk)
+        _mask_chunk(c, mask, n, k0, k1, o0, o1, t32, allk, sb, r)
 
 
 @njit(cache=True)
-def _mask_ser(mask, n, k0, k1, o0, o1, t32, allk):
+def _mask_ser(mask, n, k0, k1, o0, o1, t32, allk, sb, r):
     for c in range((n + CHUNK - 1) // CHUNK):
-        _mask_chunk(c, mask, n, k0, k1, o0, o1, t32, allk)
+        _mask_chunk(c, mask, n, k0, k1, o0, o1, t32, allk, sb, r)
 
 
 @njit(parallel=True, cache=True)
@@ -183,16 +202,22 @@ def _words(seed, offset, threshold):
             np.uint64(o >> 32), np.uint64(min(t, 0xFFFFFFFF)), t <= 0xFFFFFFFF)
 
 
-def dropout_forward(y, mask, x, seed, offset, threshold, divisor):
-    """y (n,) = x (n,) * keep / divisor; mask (ceil(n/8),) uint8 or None <- packed keep."""
+def _start(start):
+    """start as its Philox block and word, int64 (start < 2^64, so the block < 2^62)."""
+    return np.int64(int(start) >> 2), np.int64(int(start) & 3)
+
+
+def dropout_forward(y, mask, x, seed, offset, threshold, divisor, start=0):
+    """y (n,) = x (n,) * keep / divisor; mask (ceil(n/8),) uint8 or None <- packed keep;
+    element j draws stream index start + j."""
     kernel = _forward_par if x.size >= PARALLEL_MIN else _forward_ser
-    kernel(y, mask, x, *_words(seed, offset, threshold), x.dtype.type(divisor))
+    kernel(y, mask, x, *_words(seed, offset, threshold), x.dtype.type(divisor), *_start(start))
 
 
-def dropout_mask(mask, n, seed, offset, threshold):
-    """mask (ceil(n/8),) uint8 <- packed keep bits of n elements."""
+def dropout_mask(mask, n, seed, offset, threshold, start=0):
+    """mask (ceil(n/8),) uint8 <- packed keep bits of n elements from stream index start."""
     kernel = _mask_par if n >= PARALLEL_MIN else _mask_ser
-    kernel(mask, int(n), *_words(seed, offset, threshold))
+    kernel(mask, int(n), *_words(seed, offset, threshold), *_start(start))
 
 
 def dropout_backward(dx, dy, mask, divisor):

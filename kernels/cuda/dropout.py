@@ -8,6 +8,10 @@ store of x and y is coalesced (a thread-per-byte loop would make each warp acces
 sectors, 8x the L1 / L2 transactions). Every mask byte has one writer and the result does not
 depend on the grid or block size. y = x * keep / divisor is written as a select (x or x*0) so
 it rounds exactly as NumPy's x * keep / divisor.
+
+`start` (the stream index of element 0) enters as its Philox block `sb = start // 4` and word
+`r = start % 4`: mask byte k covers stream words 8k + r .. 8k + r + 7, which lie in blocks
+sb + 2k .. sb + 2k + 2; a third block is generated only when r > 0.
 """
 import numpy as np
 from numba import cuda, uint8
@@ -17,14 +21,23 @@ from .philox import LO, S32, philox4x32_10
 
 MAX_THREADS = 1024  # shared bytes per block: one mask byte per thread of the largest block
 @cuda.jit(device=True, inline=True)
-def _keep_byte(k, n, k0, k1, o0, o1, t32, allk):
-    """Packed keep bits of elements 8k .. 8k+7 (bits past n are 0)."""
-    byte = 0
-    for half in range(2):
-        b = np.uint64(2 * k + half)
-        w0, w1, w2, w3 = philox4x32_10(b & LO, b >> S32, o0, o1, k0, k1)
-        nib = (w0 >= t32) | ((w1 >= t32) << 1) | ((w2 >= t32) << 2) | ((w3 >= t32) << 3)
-        byte |= (nib * allk) << (4 * half)
+def _keep_nibble(b, k0, k1, o0, o1, t32, allk):
+    """The 4 keep bits of Philox block b (uint64)."""
+    w0, w1, w2, w3 = philox4x32_10(b & LO, b >> S32, o0, o1, k0, k1)
+    return ((w0 >= t32) | ((w1 >= t32) << 1) | ((w2 >= t32) << 2) | ((w3 >= t32) << 3)) * allk
+
+
+@cuda.jit(device=True, inline=True)
+def _keep_byte(k, n, k0, k1, o0, o1, t32, allk, sb, r):
+    """Packed keep bits of elements 8k .. 8k+7 (bits past n are 0); element i draws stream
+    word 4*sb + r + i."""
+    b = sb + np.uint64(2 * k)
+    byte = _keep_nibble(b, k0, k1, o0, o1, t32, allk)
+    byte |= _keep_nibble(b + np.uint64(1), k0, k1, o0, o1, t32, allk) << 4
+    if r:
+        byte |= _keep_nibble(b + np.uint64(2), k0, k1, o0, o1, t32, allk) << 8
+        byte >>= r
+    byte &= 0xFF
     last = n - 8 * k  # valid elements in this byte
     if last < 8:
         byte &= (1 << last) - 1
@@ -37,12 +50,12 @@ def _keep(byte, b):
 
 
 @cuda.jit(device=True, inline=True)
-def _tile(y, mask, x, smask, tile, k0, k1, o0, o1, t32, allk, divisor):
+def _tile(y, mask, x, smask, tile, k0, k1, o0, o1, t32, allk, divisor, sb, r):
     """One tile: mask bytes to smask (and mask unless it is None), then y, coalesced."""
     t, tpb, n = cuda.threadIdx.x, cuda.blockDim.x, x.size
     k = tile * tpb + t
     if k < (n + 7) // 8:
-        byte = _keep_byte(k, n, k0, k1, o0, o1, t32, allk)
+        byte = _keep_byte(k, n, k0, k1, o0, o1, t32, allk, sb, r)
         smask[t] = byte
         if mask is not None:
             mask[k] = byte
@@ -58,18 +71,18 @@ def _tile(y, mask, x, smask, tile, k0, k1, o0, o1, t32, allk, divisor):
 
 
 @cuda.jit
-def _forward_kernel(y, mask, x, k0, k1, o0, o1, t32, allk, divisor):
+def _forward_kernel(y, mask, x, k0, k1, o0, o1, t32, allk, divisor, sb, r):
     smask = cuda.shared.array(MAX_THREADS, uint8)
     ntiles = ((x.size + 7) // 8 + cuda.blockDim.x - 1) // cuda.blockDim.x
     for tile in range(cuda.blockIdx.x, ntiles, cuda.gridDim.x):  # uniform per block: syncthreads
-        _tile(y, mask, x, smask, tile, k0, k1, o0, o1, t32, allk, divisor)
+        _tile(y, mask, x, smask, tile, k0, k1, o0, o1, t32, allk, divisor, sb, r)
 
 
 @cuda.jit
-def _mask_kernel(mask, n, k0, k1, o0, o1, t32, allk):
+def _mask_kernel(mask, n, k0, k1, o0, o1, t32, allk, sb, r):
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for k in range(start, mask.size, stride):
-        mask[k] = np.uint8(_keep_byte(k, n, k0, k1, o0, o1, t32, allk))
+        mask[k] = np.uint8(_keep_byte(k, n, k0, k1, o0, o1, t32, allk, sb, r))
 
 
 @cuda.jit
@@ -96,24 +109,32 @@ def _words(seed, offset, threshold):
             np.uint64(o >> 32), np.uint64(min(t, 0xFFFFFFFF)), np.int64(t <= 0xFFFFFFFF))
 
 
+def _start(start):
+    """start as its Philox block (uint64) and word (int64)."""
+    return np.uint64(int(start) >> 2), np.int64(int(start) & 3)
+
+
 def _grid(n, threads_per_block):
     return grid_for((n + 7) // 8, threads_per_block), threads_per_block
 
 
-def dropout_forward(y, mask, x, seed, offset, threshold, divisor, *, threads_per_block):
-    """y (n,) = x (n,) * keep / divisor; mask (ceil(n/8),) uint8 or None; device arrays."""
+def dropout_forward(y, mask, x, seed, offset, threshold, divisor, start=0, *, threads_per_block):
+    """y (n,) = x (n,) * keep / divisor; mask (ceil(n/8),) uint8 or None; device arrays;
+    element j draws stream index start + j."""
     if x.size == 0:
         return
     if threads_per_block > MAX_THREADS:
         raise ValueError(f"threads_per_block must be <= {MAX_THREADS}; got {threads_per_block}")
     words, d = _words(seed, offset, threshold), x.dtype.type(divisor)
-    _forward_kernel[_grid(x.size, threads_per_block)](y, mask, x, *words, d)
+    _forward_kernel[_grid(x.size, threads_per_block)](y, mask, x, *words, d, *_start(start))
 
 
-def dropout_mask(mask, n, seed, offset, threshold, *, threads_per_block):
-    """mask (ceil(n/8),) uint8 <- packed keep bits of n elements, a device array."""
+def dropout_mask(mask, n, seed, offset, threshold, start=0, *, threads_per_block):
+    """mask (ceil(n/8),) uint8 <- packed keep bits of n elements from stream index start, a
+    device array."""
     if n:
-        _mask_kernel[_grid(n, threads_per_block)](mask, np.int64(n), *_words(seed, offset, threshold))
+        _mask_kernel[_grid(n, threads_per_block)](mask, np.int64(n), *_words(seed, offset, threshold),
+                                                  *_start(start))
 
 
 def dropout_backward(dx, dy, mask, divisor, *, threads_per_block):
