@@ -225,3 +225,118 @@ int fo_batchnorm_backward_##SUF(T *dx, T *dgamma, T *dbeta, const T *dy, const T
 
 BN_ENTRIES(float, f32)
 BN_ENTRIES(double, f64)
+
+/* ---- Synchronized batch norm (reference/batchnorm_sync.py): the pieces of a batch norm whose
+ * batch is split across processes. The passes over this process's rows are the ones above, in
+ * the same order, so with a single part the results have the bits of the plain entries; the
+ * whole batch's per-channel numbers come in as float64 (C,) arrays and a count. */
+#define BN_SYNC_ENTRIES(T, SUF)                                                              \
+int fo_batchnorm_stats_##SUF(double *mean, double *m2, const T *x, int64_t n, int64_t c,    \
+                             int64_t nl) {                                                  \
+    int64_t nj = c * nl, nch = (n + BN_CHUNK - 1) / BN_CHUNK;                               \
+    int64_t ntiles = (nj + BN_TILE - 1) / BN_TILE;                                          \
+    double *part = malloc(sizeof(double) * (size_t)(2 * (nch + 1) * nj + 1));               \
+    if (!part) return -1;                                                                   \
+    double *pmean = part, *pm2 = part + nch * nj;                                           \
+    double *cmean = part + 2 * nch * nj, *cm2 = cmean + nj;                                 \
+    _Pragma("omp parallel for schedule(static)")                                            \
+    for (int64_t task = 0; task < nch * ntiles; task++) {                                   \
+        int64_t k = task / ntiles, j0 = (task % ntiles) * BN_TILE, r0 = k * BN_CHUNK;       \
+        int64_t r1 = n < r0 + BN_CHUNK ? n : r0 + BN_CHUNK;                                 \
+        int64_t w = nj - j0 < BN_TILE ? nj - j0 : BN_TILE;                                  \
+        bn_stats_task_##SUF(pmean + k * nj + j0, pm2 + k * nj + j0, x, r0, r1, j0, w, nj);  \
+    }                                                                                       \
+    bn_merge_chunks(cmean, cm2, pmean, pm2, n, nch, nj);                                    \
+    for (int64_t ch = 0; ch < c; ch++) {                                                    \
+        double m = 0.0, q = 0.0, na = 0.0;                                                  \
+        for (int64_t l = 0; l < (n > 0 ? nl : 0); l++) { /* as in forward_train */          \
+            double f = (double)n / (na + (double)n), wt = na * f;                           \
+            double d = cmean[ch * nl + l] - m;                                              \
+            m += d * f;                                                                     \
+            q += cm2[ch * nl + l] + d * d * wt;                                             \
+            na += (double)n;                                                                \
+        }                                                                                   \
+        mean[ch] = m;                                                                       \
+        m2[ch] = q;                                                                         \
+    }                                                                                       \
+    free(part);                                                                             \
+    return 0;                                                                               \
+}                                                                                           \
+int fo_batchnorm_forward_stats_##SUF(T *y, T *mean, T *invstd, T *rm, T *rv, const T *x,   \
+                                     const T *gamma, const T *beta, const double *smean,    \
+                                     const double *sm2, int64_t n, int64_t c, int64_t nl,   \
+                                     int64_t count, double eps, double momentum) {          \
+    int64_t nj = c * nl;                                                                    \
+    double cnt = (double)count;                                                             \
+    T *cf = malloc(sizeof(T) * (size_t)(3 * nj + 1));                                       \
+    if (!cf) return -1;                                                                     \
+    for (int64_t ch = 0; ch < c; ch++) {                                                    \
+        double var = sm2[ch] / cnt, inv = 1.0 / sqrt(var + eps);                            \
+        mean[ch] = (T)smean[ch];                                                            \
+        invstd[ch] = (T)inv;                                                                \
+        if (rm) {                                                                           \
+            rm[ch] = (T)((1.0 - momentum) * rm[ch] + momentum * smean[ch]);                 \
+            rv[ch] = (T)((1.0 - momentum) * rv[ch] + momentum * var * (cnt / (cnt - 1.0))); \
+        }                                                                                   \
+        BN_COEFFS(T, cf, ch, nl, nj, mean[ch], inv, gamma, beta)                            \
+    }                                                                                       \
+    bn_normalize_##SUF(y, x, cf, cf + nj, cf + 2 * nj, n, nj);                              \
+    free(cf);                                                                               \
+    return 0;                                                                               \
+}                                                                                           \
+int fo_batchnorm_grad_sums_##SUF(double *dsum, double *ddot, const T *dy, const T *x,      \
+                                 const T *mean, int64_t n, int64_t c, int64_t nl) {         \
+    int64_t nj = c * nl, nch = (n + BN_CHUNK - 1) / BN_CHUNK;                               \
+    int64_t ntiles = (nj + BN_TILE - 1) / BN_TILE;                                          \
+    double *part = malloc(sizeof(double) * (size_t)(2 * (nch + 1) * nj + 1));               \
+    T *cm = malloc(sizeof(T) * (size_t)(nj + 1));                                           \
+    if (!part || !cm) { free(part); free(cm); return -1; }                                  \
+    double *psum = part, *pdot = part + nch * nj;                                           \
+    double *csum = part + 2 * nch * nj, *cdot = csum + nj;                                  \
+    for (int64_t j = 0; j < nj; j++) cm[j] = mean[j / nl];                                  \
+    _Pragma("omp parallel for schedule(static)")                                            \
+    for (int64_t task = 0; task < nch * ntiles; task++) {                                   \
+        int64_t k = task / ntiles, j0 = (task % ntiles) * BN_TILE, r0 = k * BN_CHUNK;       \
+        int64_t r1 = n < r0 + BN_CHUNK ? n : r0 + BN_CHUNK;                                 \
+        int64_t w = nj - j0 < BN_TILE ? nj - j0 : BN_TILE;                                  \
+        bn_grad_task_##SUF(psum + k * nj + j0, pdot + k * nj + j0, dy, x, cm, r0, r1, j0,   \
+                           w, nj);                                                          \
+    }                                                                                       \
+    bn_sum_chunks(csum, cdot, psum, pdot, nch, nj);                                         \
+    for (int64_t ch = 0; ch < c; ch++) {                                                    \
+        double a = 0.0, b = 0.0;                                                            \
+        for (int64_t l = 0; l < nl; l++) a += csum[ch * nl + l], b += cdot[ch * nl + l];    \
+        dsum[ch] = a;                                                                       \
+        ddot[ch] = b;                                                                       \
+    }                                                                                       \
+    free(part);                                                                             \
+    free(cm);                                                                               \
+    return 0;                                                                               \
+}                                                                                           \
+int fo_batchnorm_backward_sums_##SUF(T *dx, T *dgamma, T *dbeta, const T *dy, const T *x,  \
+                                     const T *mean, const T *invstd, const T *gamma,        \
+                                     const double *gsum, const double *gdot, int64_t n,     \
+                                     int64_t c, int64_t nl, int64_t count) {                \
+    int64_t nj = c * nl;                                                                    \
+    double cnt = (double)count;                                                             \
+    T *cf = malloc(sizeof(T) * (size_t)(4 * nj + 1));                                       \
+    if (!cf) return -1;                                                                     \
+    for (int64_t j = 0; j < nj; j++) cf[j] = mean[j / nl];                                  \
+    for (int64_t ch = 0; ch < c; ch++) {                                                    \
+        double db = gsum[ch], inv = (double)invstd[ch], dg = gdot[ch] * inv;                \
+        double k1 = gamma ? (double)gamma[ch] * inv : inv;                                  \
+        dgamma[ch] = (T)dg;                                                                 \
+        dbeta[ch] = (T)db;                                                                  \
+        for (int64_t l = 0; l < nl; l++) {                                                  \
+            cf[nj + ch * nl + l] = (T)k1;                                                   \
+            cf[2 * nj + ch * nl + l] = (T)(k1 * db / cnt);                                  \
+            cf[3 * nj + ch * nl + l] = (T)(k1 * inv * dg / cnt);                            \
+        }                                                                                   \
+    }                                                                                       \
+    bn_grad_input_##SUF(dx, dy, x, cf, n, nj);                                              \
+    free(cf);                                                                               \
+    return 0;                                                                               \
+}
+
+BN_SYNC_ENTRIES(float, f32)
+BN_SYNC_ENTRIES(double, f64)

@@ -93,4 +93,35 @@ int fo_batchnorm_backward_f64(double *dx, double *dgamma, double *dbeta, const d
                               const double *gamma, int64_t n, int64_t c, int64_t nl,
                               int training);
 
+/* ---- synchronized batch norm (batchnorm.c; reference/batchnorm_sync.py) ---- */
+/* mean, m2 (c,) float64 <- per channel mean and sum of squared deviations of x (n, c, nl) */
+int fo_batchnorm_stats_f32(double *mean, double *m2, const float *x, int64_t n, int64_t c,
+                           int64_t nl);
+int fo_batchnorm_stats_f64(double *mean, double *m2, const double *x, int64_t n, int64_t c,
+                           int64_t nl);
+/* forward training with the whole batch's smean, sm2 (c,) over count values per channel */
+int fo_batchnorm_forward_stats_f32(float *y, float *mean, float *invstd, float *rm, float *rv,
+                                   const float *x, const float *gamma, const float *beta,
+                                   const double *smean, const double *sm2, int64_t n, int64_t c,
+                                   int64_t nl, int64_t count, double eps, double momentum);
+int fo_batchnorm_forward_stats_f64(double *y, double *mean, double *invstd, double *rm,
+                                   double *rv, const double *x, const double *gamma,
+                                   const double *beta, const double *smean, const double *sm2,
+                                   int64_t n, int64_t c, int64_t nl, int64_t count, double eps,
+                                   double momentum);
+/* dsum, ddot (c,) float64 <- per channel sum dy and sum dy*(x - mean) */
+int fo_batchnorm_grad_sums_f32(double *dsum, double *ddot, const float *dy, const float *x,
+                               const float *mean, int64_t n, int64_t c, int64_t nl);
+int fo_batchnorm_grad_sums_f64(double *dsum, double *ddot, const double *dy, const double *x,
+                               const double *mean, int64_t n, int64_t c, int64_t nl);
+/* backward from the whole batch's gsum, gdot (c,) over count values per channel */
+int fo_batchnorm_backward_sums_f32(float *dx, float *dgamma, float *dbeta, const float *dy,
+                                   const float *x, const float *mean, const float *invstd,
+                                   const float *gamma, const double *gsum, const double *gdot,
+                                   int64_t n, int64_t c, int64_t nl, int64_t count);
+int fo_batchnorm_backward_sums_f64(double *dx, double *dgamma, double *dbeta, const double *dy,
+                                   const double *x, const double *mean, const double *invstd,
+                                   const double *gamma, const double *gsum, const double *gdot,
+                                   int64_t n, int64_t c, int64_t nl, int64_t count);
+
 #endif
