@@ -1,7 +1,12 @@
 """The fit loop: shuffled mini-batches, one fused optimizer step per batch, validation,
-early stopping with restoration of the best weights, a tqdm bar, and the History it returns."""
+early stopping with restoration of the best weights, a tqdm bar, and the History it returns.
+
+The loop talks to a context for what depends on where it runs: `Local` here (one process);
+fusedops.distributed supplies the MPI one (each rank trains on its part of every batch; sums
+and decisions are reduced so that every rank takes the same path)."""
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -11,7 +16,7 @@ import numpy as np
 from ..backends import check_int, check_real
 from .threads import auto_threads, limit_threads
 
-__all__ = ["History", "fit", "make_optimizer", "OPTIMIZERS", "DEFAULT_LR"]
+__all__ = ["History", "fit", "make_optimizer", "batches", "Local", "OPTIMIZERS", "DEFAULT_LR"]
 
 OPTIMIZERS = {"sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop", "adam": "Adam", "adamw": "AdamW"}
 DEFAULT_LR = {"sgd": 0.01, "adagrad": 0.01, "rmsprop": 1e-3, "adam": 1e-3, "adamw": 1e-3}
@@ -78,7 +83,7 @@ def make_optimizer(model, optimizer, lr, l1, l2):
     return cls(model.param_groups(weight_decay=l2, l1=l1), lr=lr, backend=model.backend), name
 
 
-def _batches(n, batch_size, order):
+def batches(n, batch_size, order):
     """Index arrays of the mini-batches; a last batch of one row joins the previous one
     (batch norm cannot train on a single row)."""
     starts = list(range(0, n, batch_size))
@@ -117,26 +122,68 @@ def _split(model, X, y, validation_data, validation_split):
     return X, y, None
 
 
+class Local:
+    """The training loop's context in one process (the MPI one: fusedops.distributed)."""
+
+    root = True
+
+    def checks(self):
+        """Wraps the argument and data checks (the MPI context agrees on them collectively)."""
+        return contextlib.nullcontext()
+
+    def threads(self, model, threads):
+        return auto_threads(model, threads)
+
+    def training(self, model, X, y, val):
+        """Wraps the loop (the MPI context sets up the distributed optimizer there)."""
+        return contextlib.nullcontext()
+
+    def step(self, model, X, y, idx):
+        """One step on rows idx: returns (loss * rows, output, targets) for the epoch sums."""
+        yb = model.xp.asarray(y[idx])
+        loss, out = model._step(model.xp.asarray(X[idx]), yb)
+        return loss * len(idx), out, yb
+
+    def totals(self, loss_sum, correct):
+        return float(loss_sum), float(correct)
+
+    def evaluate(self, model, X, y):
+        return model.evaluate(X, y)
+
+
 def fit(model, X, y=None, *, epochs, batch_size=32, optimizer="adam", lr=None, l1=0.0, l2=0.0,
         validation_data=None, validation_split=0.0, early_stopping=None, shuffle=True, seed=None,
-        verbose=0, threads=None) -> History:
+        verbose=0, threads=None, comm=None, shard_state=False) -> History:
     """Train `model` (see Model.fit for the arguments). Returns the History."""
-    epochs = check_int("epochs", epochs, lo=0)
-    batch_size = check_int("batch_size", batch_size, lo=1)
-    patience = None if early_stopping is None else check_int("early_stopping", early_stopping, lo=0)
-    verbose = check_int("verbose", verbose, lo=0, hi=2)
-    seed = model.seed if seed is None else check_int("seed", seed, lo=0)
-    X = model._check_X(X, "X")
-    y = model._check_y(y, X, "y")
-    X, y, val = _split(model, X, y, validation_data, validation_split)
-    threads = auto_threads(model, threads)
-    model.set_optimizer(optimizer, lr=lr, l1=l1, l2=l2)
-    with limit_threads(threads):
-        return _loop(model, X, y, val, epochs, batch_size, patience, shuffle, seed, verbose)
+    if comm is None:
+        if shard_state is not False:
+            raise ValueError("shard_state applies to distributed training: pass comm= too")
+        if (model._state_on_root and isinstance(optimizer, str)
+                and optimizer.lower() == model.optimizer_name):
+            raise RuntimeError("after fit(..., shard_state=True) the optimizer state is on rank 0: "
+                               "continue with fit(..., comm=...) on every rank")
+        ctx = Local()
+    else:
+        from ..distributed.training import MPIContext  # the optional extra, only when asked for
+
+        ctx = MPIContext(comm, shard_state)
+    with ctx.checks():
+        epochs = check_int("epochs", epochs, lo=0)
+        batch_size = check_int("batch_size", batch_size, lo=1)
+        patience = None if early_stopping is None else check_int("early_stopping", early_stopping, lo=0)
+        verbose = check_int("verbose", verbose, lo=0, hi=2) if ctx.root else 0
+        seed = model.seed if seed is None else check_int("seed", seed, lo=0)
+        X = model._check_X(X, "X")
+        y = model._check_y(y, X, "y")
+        X, y, val = _split(model, X, y, validation_data, validation_split)
+        threads = ctx.threads(model, threads)
+        model.set_optimizer(optimizer, lr=lr, l1=l1, l2=l2)
+    with limit_threads(threads), ctx.training(model, X, y, val):
+        return _loop(model, ctx, X, y, val, epochs, batch_size, patience, shuffle, seed, verbose)
 
 
-def _loop(model, X, y, val, epochs, batch_size, patience, shuffle, seed, verbose):
-    xp, net, n = model.xp, model.net, len(X)
+def _loop(model, ctx, X, y, val, epochs, batch_size, patience, shuffle, seed, verbose):
+    net, n = model.net, len(X)
     hist, best, best_state, bar = History(), math.inf, None, _progress(verbose, epochs)
     try:
         for _ in range(epochs):
@@ -145,19 +192,19 @@ def _loop(model, X, y, val, epochs, batch_size, patience, shuffle, seed, verbose
             order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
             net.train()
             loss_sum, correct = 0.0, 0.0
-            for idx in _batches(n, batch_size, order):
-                yb = xp.asarray(y[idx])
-                loss, out = model._step(xp.asarray(X[idx]), yb)
-                loss_sum = loss_sum + loss * len(idx)  # stays on the device until the epoch ends
+            for idx in batches(n, batch_size, order):
+                loss, out, yb = ctx.step(model, X, y, idx)
+                loss_sum = loss_sum + loss  # stays on the device until the epoch ends
                 if model.has_accuracy:
                     correct = correct + model._correct(out, yb)
             model.epochs_trained = epoch
             hist.epoch.append(epoch)
-            hist.loss.append(float(loss_sum) / n)
+            loss_sum, correct = ctx.totals(loss_sum, correct)
+            hist.loss.append(loss_sum / n)
             if model.has_accuracy:
-                hist.accuracy.append(float(correct) / (n * model._labels_per_row))
+                hist.accuracy.append(correct / (n * model._labels_per_row))
             if val is not None:
-                ev = model.evaluate(*val)
+                ev = ctx.evaluate(model, *val)
                 hist.val_loss.append(ev["loss"])
                 if model.has_accuracy:
                     hist.val_accuracy.append(ev["accuracy"])
