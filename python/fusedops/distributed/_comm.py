@@ -32,7 +32,7 @@ except ImportError as exc:  # the optional extra is missing
 from ..backends import is_device_array
 
 __all__ = ["MPI", "resolve_comm", "agree", "agreed", "is_agreed", "abort_on_error",
-           "cuda_aware", "Staged"]
+           "cuda_aware", "Staged", "all_finite"]
 
 _AGREED = "__fusedops_agreed__"
 
@@ -100,7 +100,9 @@ def abort_on_error(comm=None):
                          f"failed alone ({type(exc).__name__}); aborting the job (MPI_Abort) so "
                          f"that the other ranks do not wait for it forever\n")
         sys.stderr.flush()
+        sys.stdout.flush()
         comm.Abort(1)
+        os._exit(1)  # MPI_Abort may return while the launcher is still killing the job
 
 
 @functools.lru_cache(maxsize=None)
@@ -145,6 +147,11 @@ class Staged:
         """Copy a staged buffer back to the device array."""
         if self.buf is not self.array:
             _to_device(self.array, self.buf)
+
+
+def all_finite(a) -> bool:
+    """No NaN or Inf in array `a` (a device array is read through a host copy)."""
+    return bool(np.isfinite(a if isinstance(a, np.ndarray) else _to_host(a)).all())
 
 
 def _dtype(a):

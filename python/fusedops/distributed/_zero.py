@@ -21,7 +21,7 @@ import numpy as np
 from .. import _optim_state, optim
 from .._flat import copy_into, full, host_copy
 from ..backends import check_like
-from ._comm import MPI, Staged
+from ._comm import MPI, Staged, all_finite
 from ._layout import Segment, runs
 
 __all__ = ["ZeroShards"]
@@ -98,7 +98,7 @@ class ZeroShards:
 
     def nonfinite(self) -> bool:
         """This rank's reduced shard holds a NaN or Inf."""
-        return any(not np.isfinite(host_copy(g)).all() for g in self.gshards)
+        return not all(all_finite(g) for g in self.gshards)
 
     def step_and_gather(self) -> None:
         if self.inner is not None:

@@ -13,9 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import optim
-from .._flat import host_copy
 from ..backends import check_int
-from ._comm import MPI, Staged, agreed, resolve_comm
+from ._comm import MPI, Staged, agreed, all_finite, resolve_comm
 from ._layout import runs
 from ._zero import ZeroShards
 from .parameters import bcast_tree, broadcast_parameters
@@ -94,7 +93,7 @@ class DistributedOptimizer:
             return True
         for flat in flats:
             self._allreduce(flat)
-        if skip_if_nonfinite and self._any(any(not np.isfinite(host_copy(f)).all() for f in flats)):
+        if skip_if_nonfinite and self._any(not all(all_finite(f) for f in flats)):
             return False
         return self.optimizer.step(grads)
 
