@@ -2,7 +2,7 @@
 
 Every benchmark: JIT warm-up and a correctness check outside the timed region, one group per
 (op, size), and `extra_info` with bytes moved, GB/s (median) and the fraction of the bandwidth
-probe (`fusedops.sysinfo.reference_bandwidth`: the best CPU copy probe counted with its
+probe (`fusedops.apps.sysinfo.reference_bandwidth`: the best CPU copy probe counted with its
 write-allocate traffic for host code, the CUDA copy probe for GPU code). PyTorch runs as a peer in the same groups when installed.
 
 FUSEDOPS_BENCH_SIZES=10000,1000000 overrides a suite's size sweep (a quick run).
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from fusedops import backends
-from fusedops.sysinfo import reference_bandwidth
+from fusedops.apps.sysinfo import reference_bandwidth
 
 try:
     import torch

@@ -173,7 +173,7 @@ def test_empty_feature_axis_and_eval_empty_batch(backend, dtype):
 @pytest.mark.cuda
 def test_cuda_device_arrays_stay_on_device():
     """Device inputs give device outputs (default backend: cuda), same values as the host."""
-    from fusedops import backends
+    from fusedops import _arrays, backends
 
     if backends.backend_unavailable_reason("cuda"):
         pytest.skip("cuda unavailable")
@@ -186,6 +186,6 @@ def test_cuda_device_arrays_stay_on_device():
     dx, dg, db = ops.batchnorm_backward(d["dy"], d["x"], d["gamma"], mean, invstd)
     got = dict(y=y, mean=mean, invstd=invstd, rm=d["rm"], rv=d["rv"], dx=dx, dgamma=dg, dbeta=db)
     for a in got.values():
-        assert backends.is_device_array(a)
+        assert _arrays.is_device_array(a)
     _assert_close({k: v.copy_to_host() for k, v in got.items()}, expected, np.dtype(np.float32),
                   "cuda device")

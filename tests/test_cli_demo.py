@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from fusedops.cli import main
-from fusedops.demo import FIGURES, optimizer_trajectories
+from fusedops.apps.cli import main
+from fusedops.apps.demo import FIGURES, optimizer_trajectories
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

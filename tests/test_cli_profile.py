@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from fusedops import backends, profile, sysinfo
-from fusedops.cli import main
+from fusedops import backends
+from fusedops.apps import profile, profile_ops, sysinfo
+from fusedops.apps.cli import main
 
 CPU = ",".join(b for b in ("numpy", "numba", "c") if backends.backend_unavailable_reason(b) is None)
 FAST = ["--repeat", "2", "--min-time", "0.0005", "--no-progress"]
@@ -106,7 +107,7 @@ def test_bad_arguments_are_usage_errors(argv, message, capsys):
 
 
 def test_unavailable_backends_are_usage_errors(capsys, monkeypatch):
-    monkeypatch.setattr(profile, "_torch", lambda: None)  # as on a machine without PyTorch
+    monkeypatch.setattr(profile_ops, "torch_module", lambda: None)  # as on a machine without PyTorch
     assert "torch" not in profile.available_backends()
     with pytest.raises(SystemExit) as exc:
         main(["profile", "--backends", "torch", *FAST])

@@ -5,7 +5,7 @@ import pytest
 
 pytest.importorskip("fusedops.nn", reason="the nn API (issue 6) is not in this build")
 
-from fusedops.cli import main  # noqa: E402
+from fusedops.apps.cli import main  # noqa: E402
 
 
 def _blobs(path, n=240, features=6, classes=3, labels=True, test=False):

@@ -25,7 +25,7 @@ from fusedops import optim  # noqa: E402
 from fusedops.distributed._comm import MPI  # noqa: E402
 from fusedops.distributed.training import part  # noqa: E402
 from fusedops.nn import MLP  # noqa: E402
-from fusedops.train import launched_by_mpi  # noqa: E402
+from fusedops.apps.train import launched_by_mpi  # noqa: E402
 
 HERE = Path(__file__).parent
 MPIEXEC = Path(sys.executable).parent / "mpiexec"
@@ -96,7 +96,7 @@ def test_fusedops_train_distributes_under_mpiexec(tmp_path, capsys):
                            str(saved)], timeout=300)
     assert rc == 0, out
     assert out.count("trained 3 epochs") == 1 and "2 MPI processes" in out  # rank 0 prints
-    from fusedops.cli import main
+    from fusedops.apps.cli import main
     from fusedops.nn import load
 
     assert main(args) == 0
@@ -155,12 +155,14 @@ def test_one_rank_state_dict_round_trip():
 
 def test_argument_errors():
     flat, ps, gflat, gs = _problem()
-    with pytest.raises(TypeError, match="fusedops.optim optimizer"):
+    with pytest.raises(TypeError, match="rank 0: optimizer must be a fusedops.optim optimizer"):
         fd.DistributedOptimizer(object())
-    with pytest.raises(ValueError, match="reduce must be one of"):
+    with pytest.raises(ValueError, match="rank 0: reduce must be one of"):
         fd.DistributedOptimizer(optim.SGD(ps, lr=0.1), reduce="max")
-    with pytest.raises(ValueError, match="bucket_mb must be a positive number"):
+    with pytest.raises(ValueError, match="rank 0: bucket_mb must be a positive number"):
         fd.DistributedOptimizer(optim.SGD(ps, lr=0.1), bucket_mb=0)
+    with pytest.raises(TypeError, match="rank 0: shard_state must be True or False"):
+        fd.DistributedOptimizer(optim.SGD(ps, lr=0.1), shard_state=1)
     with pytest.raises(TypeError, match="comm must be an mpi4py intracommunicator"):
         fd.DistributedOptimizer(optim.SGD(ps, lr=0.1), comm="world")
     d = fd.DistributedOptimizer(optim.SGD(ps, lr=0.1), comm=MPI.COMM_SELF, shard_state=True)

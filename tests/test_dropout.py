@@ -6,7 +6,7 @@ import pytest
 from conftest import SIM, sizes_for
 from test_philox import philox_scalar
 
-from fusedops import backends, ops
+from fusedops import _arrays, backends, ops
 
 PS = [0.0, 0.1, 0.5, 0.9, 1.0]
 SIZES = [0, 1, 3, 4, 5, 8, 9, 1023, 4097, 70_001]  # the last runs the CPU kernels in parallel
@@ -185,7 +185,7 @@ def test_cuda_device_arrays_stay_on_device():
     x = _x((40, 25), np.float64, 13)
     dx_in = cuda.to_device(x)
     y, m = ops.dropout_forward(dx_in, 0.2, seed=21, offset=4)  # default backend: cuda
-    assert backends.is_device_array(y) and backends.is_device_array(m)
+    assert _arrays.is_device_array(y) and _arrays.is_device_array(m)
     y0, m0 = ops.dropout_forward(x, 0.2, seed=21, offset=4, backend="numpy")
     np.testing.assert_array_equal(m.copy_to_host(), m0)
     np.testing.assert_array_equal(y.copy_to_host(), y0)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import fusedops
-from fusedops import sysinfo as info_mod
-from fusedops.cli import main
+from fusedops.apps import sysinfo as info_mod
+from fusedops.apps.cli import main
 
 
 def test_info_dict_without_probe():

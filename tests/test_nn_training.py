@@ -113,6 +113,15 @@ def test_progress_bar_and_its_absence(monkeypatch, capsys):
     assert out.count("epoch") == 2 and "acc" in out
 
 
+def test_verbose_takes_booleans(capsys):
+    """verbose=True is 1 (the bar), verbose=False is 0 (silent), as in Keras."""
+    m = MLP([64, 8, 10], seed=0)
+    m.fit(X_TR[:200], Y_TR[:200], epochs=2, batch_size=50, verbose=True)
+    assert "loss" in capsys.readouterr().err
+    m.fit(X_TR[:200], Y_TR[:200], epochs=2, batch_size=50, verbose=np.bool_(False))
+    assert capsys.readouterr() == ("", "")
+
+
 # ----------------------------------------------------------------------------- persistence
 
 def _state(m):
@@ -174,6 +183,9 @@ def test_backends_train_to_the_same_losses(dtype, rtol):
     (dict(validation_data=(X_TE[:, :8], Y_TE)), ValueError, r"validation_data\[0\] has 8 features"),
     (dict(early_stopping=-2), ValueError, "early_stopping"),
     (dict(threads=0), ValueError, "threads"),
+    (dict(verbose=3), ValueError, "verbose"),
+    (dict(verbose="yes"), TypeError, "verbose"),
+    (dict(verbose=1.0), TypeError, "verbose"),
 ])
 def test_bad_fit_input_raises_and_changes_nothing(kwargs, exc, match):
     m = MLP([64, 16, 10], dropout=0.2, batchnorm=True, seed=0)

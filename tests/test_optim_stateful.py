@@ -6,7 +6,7 @@ import pytest
 from conftest import SIM
 
 import fusedops.optim as optim_module
-from fusedops import backends, ops, optim
+from fusedops import _arrays, backends, ops, optim
 
 CLASSES = {
     "sgd": lambda p, be: optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3, backend=be),
@@ -219,7 +219,7 @@ def test_device_arrays_keep_state_on_the_device(name, launches):
         assert dev_opt.step(dev_grads, skip_if_nonfinite=True)
     assert len([c for c in launches if c[0] != "nonfinite_count"]) == 3 * 2
     grp = dev_opt._groups[0]
-    assert all(backends.is_device_array(flat) for flat, _ in grp.buffers.values())
+    assert all(_arrays.is_device_array(flat) for flat, _ in grp.buffers.values())
     for d, h in zip(dev_params, host_params):
         np.testing.assert_allclose(d.copy_to_host(), h, rtol=2e-5, atol=1e-6)
     sd = dev_opt.state_dict()

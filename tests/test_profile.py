@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from conftest import SIM
 
-from fusedops import backends, profile
-from fusedops._profile_ops import OPS, host_arrays
+from fusedops import backends
+from fusedops.apps import profile
+from fusedops.apps.profile_ops import OPS, host_arrays
 
 CPU = [b for b in ("numpy", "numba", "c") if backends.backend_unavailable_reason(b) is None]
 

@@ -1,6 +1,6 @@
 """The one door to the C extension: `ffi`, `lib`, and array -> pointer conversion.
 
-Callers have already checked dtype, shape, contiguity and writability (backends.py); this
+Callers have already checked dtype, shape, contiguity and writability (checks.py); this
 module only converts. cffi releases the GIL around every call.
 """
 from __future__ import annotations

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import backends
+from ._arrays import as_numba_device
 
 
 def _flat(a, flat):
@@ -59,10 +60,8 @@ def _launch_cuda(family, name, arrays, writes, scalars, flat):
             d = cuda.to_device(a)
             if i in writes:
                 copy_back.append((d, a))
-        elif hasattr(a, "copy_to_host"):
-            d = a  # numba device array (or simulator array)
-        else:
-            d = cuda.as_cuda_array(a)  # CuPy, PyTorch, ...: zero copy
+        else:  # a Numba (or simulator) device array as it is; CuPy, PyTorch, ...: zero copy
+            d = as_numba_device(a)
         dev.append(_flat(d, flat))
     fn = getattr(backends.cuda_module(family), name)
     fn(*dev, *scalars, threads_per_block=backends.threads_per_block())

@@ -1,30 +1,28 @@
-"""Flat parameter buffers for fusedops.optim: build one (`flatten`), recognise one (`span`), and
-allocate, copy and zero host or device arrays without caring which kind they are.
+"""Flat parameter buffers for fusedops.optim: build one (`flatten`), recognise one (`span`).
 
 Host arrays are NumPy arrays; device arrays are Numba device arrays (or the simulator's), CuPy
-arrays or PyTorch CUDA tensors (anything with __cuda_array_interface__, used zero copy).
+arrays or PyTorch CUDA tensors (fusedops._arrays tells them apart and copies between them).
 """
 from __future__ import annotations
 
+import warnings
+from importlib import import_module
+
 import numpy as np
 
-from .backends import array_info, is_device_array
+from ._arrays import address, array_info, as_numba_device, host_data, is_device_array
+
+# kind-blind helpers that lived here before fusedops._arrays: importable from here with a
+# DeprecationWarning while code written against the old layout is updated
+MOVED = dict.fromkeys(("full", "host_copy", "copy_into", "zero_fill"), "fusedops._arrays")
 
 
-def _host(a):
-    """The ndarray holding a host or simulator array's data, else None (real device memory)."""
-    if isinstance(a, np.ndarray):
-        return a
-    if type(a).__name__ == "FakeCUDAArray":
-        return a._ary
-    return None
-
-
-def _address(a) -> int:
-    h = _host(a)
-    if h is not None:
-        return h.__array_interface__["data"][0]
-    return a.__cuda_array_interface__["data"][0]
+def __getattr__(name: str):
+    if name in MOVED:
+        warnings.warn(f"fusedops._flat.{name} has moved: import it from {MOVED[name]}",
+                      DeprecationWarning, stacklevel=2)
+        return getattr(import_module(MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _root(a: np.ndarray) -> np.ndarray:
@@ -33,22 +31,13 @@ def _root(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def as_numba_device(a):
-    """A Numba device array over a device array's memory (zero copy)."""
-    if hasattr(a, "copy_to_host"):
-        return a
-    from numba import cuda
-
-    return cuda.as_cuda_array(a)
-
-
 class _DeviceSpan:
     """__cuda_array_interface__ of consecutive device arrays; keeps them alive."""
 
     def __init__(self, arrays, total, dtype):
         self._arrays = list(arrays)
         self.__cuda_array_interface__ = {"shape": (total,), "typestr": dtype.str, "strides": None,
-                                         "data": (_address(arrays[0]), False), "version": 3}
+                                         "data": (address(arrays[0]), False), "version": 3}
 
 
 def span(arrays):
@@ -60,12 +49,12 @@ def span(arrays):
     dtype, device = infos[0].dtype, infos[0].device
     if any(i.dtype != dtype or i.device != device or not i.c_contiguous for i in infos):
         return None
-    start, total = _address(arrays[0]), 0
+    start, total = address(arrays[0]), 0
     for a, info in zip(arrays, infos):
-        if _address(a) != start + total * dtype.itemsize:
+        if address(a) != start + total * dtype.itemsize:
             return None
         total += int(np.prod(info.shape, dtype=np.int64))
-    hosts = [_host(a) for a in arrays]
+    hosts = [host_data(a) for a in arrays]
     if hosts[0] is None:  # real device memory: consecutive spans cover exactly these arrays
         from numba import cuda
 
@@ -73,48 +62,9 @@ def span(arrays):
     root = _root(hosts[0])
     if any(_root(h) is not root for h in hosts) or not root.flags.c_contiguous:
         return None
-    off = start - _address(root)
+    off = start - address(root)
     flat = root.reshape(-1).view(np.uint8)[off:off + total * dtype.itemsize].view(dtype)
     return flat if isinstance(arrays[0], np.ndarray) else type(arrays[0])(flat)
-
-
-def full(n, dtype, device: bool, value=0.0):
-    """A new 1-D array of n elements set to value, on the host or (Numba) device."""
-    a = np.full(n, value, dtype)
-    if not device:
-        return a
-    from numba import cuda
-
-    return cuda.to_device(a)
-
-
-def host_copy(a) -> np.ndarray:
-    """A host ndarray copy of a host or device array."""
-    h = _host(a)
-    if h is not None:
-        return np.array(h, copy=True)
-    return as_numba_device(a).copy_to_host()
-
-
-def copy_into(dst, src: np.ndarray) -> None:
-    """dst[...] = src (same number of elements), dst on the host or device."""
-    if isinstance(dst, np.ndarray):
-        np.copyto(dst, src.reshape(dst.shape))
-    else:
-        dst.copy_to_device(np.ascontiguousarray(src, dtype=dst.dtype).reshape(dst.shape))
-
-
-def zero_fill(a) -> None:
-    """a[...] = 0 for a NumPy, Numba/simulator, CuPy or PyTorch array."""
-    if isinstance(a, np.ndarray):
-        a.fill(0)
-    elif hasattr(a, "zero_"):  # torch
-        a.zero_()
-    elif hasattr(a, "fill") and not hasattr(a, "copy_to_host"):  # CuPy
-        a.fill(0)
-    else:
-        d = as_numba_device(a)
-        d.copy_to_device(np.zeros(d.shape, d.dtype))
 
 
 def flatten(arrays, *, dtype=None):

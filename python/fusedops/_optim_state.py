@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._flat import copy_into, full, host_copy
-from .backends import array_info
+from ._arrays import array_info, copy_into, full, host_copy
 
 FORMAT = "fusedops.optim/1"
 

@@ -1,23 +1,46 @@
-"""Backend registry, dispatch and validation.
+"""Backend registry and threads.
 
-Backends: "numpy" (reference.py), "numba" (kernels/cpu), "c" (csrc via cffi), "cuda"
+Backends: "numpy" (reference/), "numba" (kernels/cpu), "c" (csrc via cffi), "cuda"
 (kernels/cuda). The default is "cuda" when any array argument lives on a GPU (exposes
 ``__cuda_array_interface__``), else "numba"; ``FUSEDOPS_BACKEND`` overrides the default.
+``set_num_threads`` sets the threads of both CPU backends.
 
-Validation happens here, once, before any kernel touches memory: a bad call raises and changes
-nothing. Every check names the offending argument.
+Argument checks live in fusedops.checks, array kinds (host / device / simulator) in
+fusedops._arrays.
 """
 from __future__ import annotations
 
 import functools
 import importlib
 import os
-from typing import NamedTuple
+import warnings
 
 import numpy as np
 
+from . import _arrays
+
+__all__ = ["BACKENDS", "BackendUnavailableError", "available_backends", "backend_unavailable_reason",
+           "check_backend_name", "cuda_simulator", "default_backend", "resolve_backend",
+           "cpu_module", "cuda_module", "threads_per_block", "set_num_threads", "get_num_threads"]
+
 BACKENDS = ("numpy", "numba", "c", "cuda")
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+# Names this module held before the checks and the array kinds got modules of their own: still
+# importable from here, with a DeprecationWarning naming the new home, so code written against
+# the old layout keeps running while it is updated (tests/test_imports.py fails on any use of
+# them inside fusedops).
+MOVED = {**dict.fromkeys(("FLOAT_DTYPES", "check_array", "check_like", "check_no_overlap",
+                          "check_real", "check_int", "check_bool"), "fusedops.checks"),
+         **dict.fromkeys(("ArrayInfo", "array_info", "is_device_array", "overlaps"),
+                         "fusedops._arrays")}
+
+
+def __getattr__(name: str):
+    if name in MOVED:
+        warnings.warn(f"fusedops.backends.{name} has moved: import it from {MOVED[name]}",
+                      DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class BackendUnavailableError(RuntimeError):
@@ -77,7 +100,7 @@ def check_backend_name(name, argname="backend") -> str:
 
 def default_backend(*arrays) -> str:
     """The backend used when none is given: FUSEDOPS_BACKEND, else cuda for GPU arrays, else numba."""
-    return _default_backend(any(is_device_array(a) for a in arrays if a is not None))
+    return _default_backend(any(_arrays.is_device_array(a) for a in arrays if a is not None))
 
 
 def _default_backend(on_device: bool) -> str:
@@ -89,7 +112,7 @@ def _default_backend(on_device: bool) -> str:
 
 def resolve_backend(backend, *arrays) -> str:
     """Pick and check the backend for a call on `arrays` (None entries are ignored)."""
-    on_device = any(is_device_array(a) for a in arrays if a is not None)
+    on_device = any(_arrays.is_device_array(a) for a in arrays if a is not None)
     if backend is None:
         name = _default_backend(on_device)
     else:
@@ -143,155 +166,3 @@ def get_num_threads() -> int:
     import numba
 
     return numba.get_num_threads()
-
-
-# --------------------------------------------------------------------------- arrays
-
-def is_device_array(a) -> bool:
-    """True for GPU arrays: anything with __cuda_array_interface__, or a simulator array."""
-    if type(a) is np.ndarray:
-        return False
-    if hasattr(a, "__cuda_array_interface__"):
-        return True
-    return type(a).__name__ == "FakeCUDAArray"
-
-
-class ArrayInfo(NamedTuple):
-    dtype: np.dtype
-    shape: tuple
-    c_contiguous: bool
-    writable: bool
-    device: bool
-
-
-def array_info(name: str, a) -> ArrayInfo:
-    """dtype, shape, layout and writability of a host or device array, without copying."""
-    if isinstance(a, np.ndarray):
-        return ArrayInfo(a.dtype, a.shape, a.flags.c_contiguous, a.flags.writeable, False)
-    if type(a).__name__ == "FakeCUDAArray":  # simulator: wraps a host ndarray
-        h = a._ary
-        return ArrayInfo(h.dtype, h.shape, h.flags.c_contiguous, h.flags.writeable, True)
-    cai = getattr(a, "__cuda_array_interface__", None)
-    if cai is None:
-        raise TypeError(f"{name} must be a numpy.ndarray or a CUDA array; got {type(a).__name__}")
-    dtype = np.dtype(cai["typestr"])
-    shape = tuple(cai["shape"])
-    strides = cai.get("strides")
-    contiguous = strides is None or tuple(strides) == _c_strides(shape, dtype.itemsize)
-    return ArrayInfo(dtype, shape, contiguous, not cai["data"][1], True)
-
-
-def _c_strides(shape, itemsize):
-    strides, acc = [], itemsize
-    for dim in reversed(shape):
-        strides.append(acc)
-        acc *= dim
-    return tuple(reversed(strides))
-
-
-def _allowed_dtypes(dtype):
-    if dtype is None:
-        return FLOAT_DTYPES
-    if isinstance(dtype, (tuple, list)):
-        return tuple(np.dtype(d) for d in dtype)
-    return (np.dtype(dtype),)
-
-
-def _check_layout(name, info, writable):
-    if not info.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous; pass np.ascontiguousarray({name})")
-    if writable and not info.writable:
-        raise ValueError(f"{name} is read-only but is written by this op")
-
-
-def check_array(name, a, *, dtype=None, shape=None, ndim=None, writable=False) -> ArrayInfo:
-    """Check one array argument. `dtype` may be a dtype or a tuple of allowed dtypes
-    (default: float32 or float64). Arrays must be C-contiguous; outputs must be writable."""
-    info = array_info(name, a)
-    allowed = _allowed_dtypes(dtype)
-    if info.dtype not in allowed:
-        names = " or ".join(str(d) for d in allowed)
-        raise TypeError(f"{name} must have dtype {names}; got {info.dtype}")
-    if ndim is not None and len(info.shape) != ndim:
-        raise ValueError(f"{name} must be {ndim}-D; got shape {info.shape}")
-    if shape is not None and tuple(info.shape) != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)}; got {info.shape}")
-    _check_layout(name, info, writable)
-    return info
-
-
-def check_like(name, a, ref_name, ref, *, writable=False) -> ArrayInfo:
-    """`a` must have the same dtype and shape as `ref` (already checked), same memory side."""
-    ri, info = array_info(ref_name, ref), array_info(name, a)
-    if info.dtype != ri.dtype:
-        raise TypeError(f"{name} must have the same dtype as {ref_name} ({ri.dtype}); got {info.dtype}")
-    if info.shape != ri.shape:
-        raise ValueError(f"{name} must have the same shape as {ref_name} {ri.shape}; got {info.shape}")
-    _check_layout(name, info, writable)
-    if info.device != ri.device:
-        raise ValueError(f"{name} and {ref_name} must both be host arrays or both GPU arrays")
-    return info
-
-
-def _span(a):
-    """(start, end) device addresses of the bytes `a` covers, for overlap tests."""
-    cai = a.__cuda_array_interface__
-    start = cai["data"][0]
-    n = int(np.prod(cai["shape"], dtype=np.int64)) * np.dtype(cai["typestr"]).itemsize
-    return start, start + n
-
-
-def overlaps(a, b) -> bool:
-    """True when arrays a and b share any memory (host or device)."""
-    ha = a._ary if type(a).__name__ == "FakeCUDAArray" else a
-    hb = b._ary if type(b).__name__ == "FakeCUDAArray" else b
-    if isinstance(ha, np.ndarray) and isinstance(hb, np.ndarray):
-        return bool(np.shares_memory(ha, hb))
-    if isinstance(ha, np.ndarray) or isinstance(hb, np.ndarray):
-        return False
-    sa, sb = _span(a), _span(b)
-    return sa[0] < sb[1] and sb[0] < sa[1] and sa[0] != sa[1] and sb[0] != sb[1]
-
-
-def check_no_overlap(outputs: dict, inputs: dict | None = None) -> None:
-    """No output may share memory with another output or with an input (None entries are
-    ignored): a fused pass would read what it has already overwritten. Inputs may alias each
-    other."""
-    outs = [(k, v) for k, v in outputs.items() if v is not None]
-    ins = [(k, v) for k, v in (inputs or {}).items() if v is not None]
-    for i, (na, a) in enumerate(outs):
-        for nb, b in outs[i + 1:] + ins:
-            if overlaps(a, b):
-                raise ValueError(f"{na} and {nb} share memory; pass separate arrays")
-
-
-# --------------------------------------------------------------------------- scalars
-
-def check_real(name, value, *, lo=None, hi=None, lo_open=False, hi_open=False) -> float:
-    """A finite real number in [lo, hi] (open ends where asked)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number; got {type(value).__name__}")
-    v = float(value)
-    if not np.isfinite(v):
-        raise ValueError(f"{name} must be finite; got {value!r}")
-    if lo is not None and (v < lo or (lo_open and v == lo)):
-        raise ValueError(f"{name} must be {'>' if lo_open else '>='} {lo}; got {value!r}")
-    if hi is not None and (v > hi or (hi_open and v == hi)):
-        raise ValueError(f"{name} must be {'<' if hi_open else '<='} {hi}; got {value!r}")
-    return v
-
-
-def check_int(name, value, *, lo=None, hi=None) -> int:
-    """An integer (Python or NumPy, not bool, not float) in [lo, hi]."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer; got {type(value).__name__}")
-    v = int(value)
-    if (lo is not None and v < lo) or (hi is not None and v > hi):
-        raise ValueError(f"{name} must be in [{lo}, {hi}]; got {value!r}")
-    return v
-
-
-def check_bool(name, value) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False; got {value!r}")
-    return bool(value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backends import check_int, check_real
+from .checks import check_int, check_real
 
 __all__ = ["load_digits", "stratified_split", "add_noise", "psnr", "NOISE_KINDS"]
 

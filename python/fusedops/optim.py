@@ -24,9 +24,11 @@ from __future__ import annotations
 import numpy as np
 
 from . import _optim_state
+from ._arrays import full, host_copy, is_device_array, zero_fill
 from ._dispatch import launch
-from ._flat import flatten, full, host_copy, span, zero_fill
-from .backends import check_array, check_like, check_no_overlap, check_real, resolve_backend
+from ._flat import flatten, span
+from .backends import resolve_backend
+from .checks import check_array, check_like, check_no_overlap, check_real
 from .ops import optim as _ops
 
 __all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "flatten"]
@@ -221,7 +223,7 @@ class _Optimizer:
     def _nonfinite(self, plan) -> bool:
         """Any NaN/Inf in the plan's gradients: one counting pass, one read-back."""
         grads = [arrays[-1] for _, _, arrays, _ in plan]
-        device = self._backend == "cuda" and any(not isinstance(g, np.ndarray) for g in grads)
+        device = self._backend == "cuda" and any(is_device_array(g) for g in grads)
         count = full(1, np.int64, device, 0)
         _ops._count_nonfinite(self._backend, grads, count)
         return int(host_copy(count)[0]) > 0

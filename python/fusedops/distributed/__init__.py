@@ -15,6 +15,13 @@ only part of fusedops that imports mpi4py; nothing imports it at `import fusedop
 from ._comm import abort_on_error, agree, agreed, cuda_aware, is_agreed, resolve_comm
 from .optimizer import DistributedOptimizer
 from .parameters import broadcast_parameters
+from .training import MPIContext
 
 __all__ = ["DistributedOptimizer", "broadcast_parameters", "abort_on_error", "agree", "agreed",
-           "is_agreed", "cuda_aware", "resolve_comm"]
+           "is_agreed", "cuda_aware", "resolve_comm", "training_context"]
+
+
+def training_context(comm, shard_state=False) -> MPIContext:
+    """The context fusedops.nn's fit loop runs in for `fit(..., comm=comm)` (the core reaches
+    this adapter only through it)."""
+    return MPIContext(comm, shard_state)

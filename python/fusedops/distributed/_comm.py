@@ -24,12 +24,13 @@ import numpy as np
 
 try:
     from mpi4py import MPI
-except ImportError as exc:  # the optional extra is missing
-    raise ImportError("fusedops.distributed needs mpi4py and an MPI library: "
-                      "pip install 'fusedops[mpi]' (mpi4py + the mpich wheel, which brings "
-                      f"mpiexec), or build mpi4py against your system MPI ({exc})") from None
+except ModuleNotFoundError as exc:  # the optional extra is missing
+    raise ModuleNotFoundError("fusedops.distributed needs mpi4py and an MPI library: "
+                              "pip install 'fusedops[mpi]' (mpi4py + the mpich wheel, which "
+                              f"brings mpiexec), or build mpi4py against your system MPI ({exc})",
+                              name=exc.name) from None
 
-from ..backends import is_device_array
+from .._arrays import is_device_array
 
 __all__ = ["MPI", "resolve_comm", "agree", "agreed", "is_agreed", "abort_on_error",
            "cuda_aware", "Staged", "all_finite"]
@@ -165,12 +166,12 @@ def _synchronize():
 
 
 def _to_host(a) -> np.ndarray:
-    from .._flat import host_copy
+    from .._arrays import host_copy
 
     return host_copy(a)
 
 
 def _to_device(dst, src: np.ndarray) -> None:
-    from .._flat import as_numba_device
+    from .._arrays import as_numba_device
 
     as_numba_device(dst).copy_to_device(src)

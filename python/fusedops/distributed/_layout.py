@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._arrays import array_info
 from .._flat import span
-from ..backends import array_info
 
 __all__ = ["runs", "shard_counts", "Segment"]
 

@@ -19,8 +19,8 @@ import copy
 import numpy as np
 
 from .. import _optim_state, optim
-from .._flat import copy_into, full, host_copy
-from ..backends import check_like
+from .._arrays import copy_into, full, host_copy
+from ..checks import check_like
 from ._comm import MPI, Staged, all_finite
 from ._layout import Segment, runs
 

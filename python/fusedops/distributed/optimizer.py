@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import optim
-from ..backends import check_int
+from ..checks import check_bool, check_int
 from ._comm import MPI, Staged, agreed, all_finite, resolve_comm
 from ._layout import runs
 from ._zero import ZeroShards
@@ -38,15 +38,18 @@ class DistributedOptimizer:
 
     def __init__(self, optimizer, *, comm=None, shard_state: bool = False, reduce: str = "mean",
                  bucket_mb: float = 64.0):
-        if not isinstance(optimizer, optim._Optimizer):
-            raise TypeError(f"optimizer must be a fusedops.optim optimizer; got {type(optimizer).__name__}")
-        if reduce not in REDUCE:
-            raise ValueError(f"reduce must be one of {REDUCE}; got {reduce!r}")
-        if not isinstance(bucket_mb, (int, float)) or not bucket_mb > 0:
-            raise ValueError(f"bucket_mb must be a positive number; got {bucket_mb!r}")
-        self.optimizer, self.comm = optimizer, resolve_comm(comm)
+        self.comm = resolve_comm(comm)
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
-        self.shard_state, self.reduce = bool(shard_state), reduce
+        with agreed(self.comm):  # a rank with other arguments must not reach a collective alone
+            if not isinstance(optimizer, optim._Optimizer):
+                raise TypeError(f"optimizer must be a fusedops.optim optimizer; got "
+                                f"{type(optimizer).__name__}")
+            if reduce not in REDUCE:
+                raise ValueError(f"reduce must be one of {REDUCE}; got {reduce!r}")
+            if isinstance(bucket_mb, bool) or not isinstance(bucket_mb, (int, float)) or not bucket_mb > 0:
+                raise ValueError(f"bucket_mb must be a positive number; got {bucket_mb!r}")
+            self.shard_state = check_bool("shard_state", shard_state)
+        self.optimizer, self.reduce = optimizer, reduce
         self.bucket_bytes = max(1, int(bucket_mb * 2**20))
         broadcast_parameters(optimizer._param_arrays(), comm=self.comm)
         self._zero = None

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backends import array_info, check_int
+from .._arrays import array_info
+from ..checks import check_int
 from ._comm import Staged, agreed, resolve_comm
 from ._layout import runs
 

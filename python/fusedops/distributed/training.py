@@ -22,7 +22,7 @@ import os
 import numpy as np
 
 from .. import ops
-from ..backends import check_bool
+from ..checks import check_bool
 from ..nn.threads import auto_threads
 from ._comm import MPI, abort_on_error, agreed, resolve_comm
 from .optimizer import DistributedOptimizer

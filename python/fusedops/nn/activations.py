@@ -1,7 +1,7 @@
 """Activation layers: elementwise NumPy / CuPy work, each caching what its backward needs."""
 from __future__ import annotations
 
-from ..backends import check_real
+from ..checks import check_real
 from .layers import Layer
 
 __all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "ACTIVATIONS", "make_activation"]

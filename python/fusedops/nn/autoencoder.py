@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
-from ..backends import check_int, check_real
+from ..checks import check_int, check_real
 from .activations import Sigmoid, make_activation
 from .fused_layers import BatchNorm1d, Dropout
 from .layers import Linear, Sequential

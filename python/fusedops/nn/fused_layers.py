@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
-from ..backends import check_bool, check_int, check_real
+from ..checks import check_bool, check_int, check_real
 from .layers import Layer
 from .parameter import Parameter, to_host
 

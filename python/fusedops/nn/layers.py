@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backends import check_int
+from ..checks import check_int
 from .parameter import Parameter
 
 __all__ = ["Layer", "Linear", "Sequential"]

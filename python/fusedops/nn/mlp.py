@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backends import check_int
+from ..checks import check_int
 from .activations import make_activation
 from .fused_layers import BatchNorm1d, Dropout
 from .layers import Linear, Sequential

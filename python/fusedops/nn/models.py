@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backends import check_int
+from ..checks import check_int
 from .fused_layers import BatchNorm1d, Dropout
 from .layers import Linear, Sequential
 from .parameter import FlatParameters, array_module, resolve_nn_backend, to_host
+from .registry import register_model
 from .training import fit as _fit
 from .training import make_optimizer
 
@@ -33,6 +34,11 @@ class Model:
 
     has_accuracy = False
     _labels_per_row = 1
+
+    def __init_subclass__(cls, **kwargs):
+        """Every model class is registered by name: the allow-list fusedops.nn.load builds from."""
+        super().__init_subclass__(**kwargs)
+        register_model(cls)
 
     def _setup(self, config: dict, backend, dtype, seed):
         self.config = config
@@ -177,8 +183,8 @@ class Model:
         fraction of X. early_stopping=patience: stop after `patience` epochs without a lower
         monitored loss (val_loss, else loss) and restore the best epoch's weights. Batches are
         shuffled with `seed` (default: the model's) and the global epoch number, so fit(2) then
-        fit(2) equals fit(4). verbose: 0 silent, 1 a tqdm bar (if installed), 2 a line per epoch.
-        Host arrays in, only batches go to the device.
+        fit(2) equals fit(4). verbose: 0 / False silent, 1 / True a tqdm bar (if installed), 2 a
+        line per epoch. Host arrays in, only batches go to the device.
 
         comm: an mpi4py communicator (e.g. MPI.COMM_WORLD under `mpiexec -n N`) for data-
         parallel training (needs fusedops[mpi]): every rank passes the same data; each global

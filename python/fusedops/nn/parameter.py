@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._arrays import host_array as to_host  # a NumPy copy (or the array itself) of any array
 from ..backends import BackendUnavailableError, default_backend, resolve_backend
 
 __all__ = ["Parameter", "FlatParameters", "array_module", "to_host", "resolve_nn_backend"]
@@ -112,13 +113,3 @@ def array_module(backend: str):
         raise BackendUnavailableError(f"backend 'cuda': CuPy finds no usable GPU ({exc})") from None
     return cupy
 
-
-def to_host(a) -> np.ndarray:
-    """A NumPy copy (or the array itself) of a host or CuPy array."""
-    if isinstance(a, np.ndarray):
-        return a
-    if hasattr(a, "get"):
-        return a.get()
-    if hasattr(a, "copy_to_host"):
-        return a.copy_to_host()
-    return np.asarray(a)

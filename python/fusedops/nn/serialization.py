@@ -6,6 +6,9 @@ arrays: `params` (the flat parameter buffer), and every array found in the layer
 optimizer state (BN running statistics, optimizer moments). A loaded model continues
 training exactly as the original would: same weights, same optimizer state and step count,
 same RNG offsets, same epoch counter (which seeds the shuffling).
+
+The class is looked up by the name the file stores in fusedops.nn.registry, which holds exactly
+the subclasses of Model defined so far: a file cannot make load build anything else.
 """
 from __future__ import annotations
 
@@ -14,8 +17,10 @@ import os
 
 import numpy as np
 
+from .._arrays import is_array
 from ..backends import backend_unavailable_reason
 from .parameter import to_host
+from .registry import model_class
 
 __all__ = ["save", "load"]
 
@@ -33,7 +38,7 @@ def _encode(obj, arrays):
         return obj.item()
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
-    if isinstance(obj, np.ndarray) or hasattr(obj, "__cuda_array_interface__") or hasattr(obj, "copy_to_host"):
+    if is_array(obj):
         key = f"a{len(arrays)}"
         arrays[key] = np.array(to_host(obj), copy=True)
         return {"__array__": key}
@@ -72,8 +77,6 @@ def load(path, *, backend=None):
     """The model saved at `path`. backend: where to run it (default: the saved backend when
     it is available here, else fusedops' default)."""
     from .. import optim
-    from .autoencoder import Autoencoder
-    from .mlp import MLP
 
     if not os.path.exists(path) and os.path.exists(str(path) + ".npz"):
         path = str(path) + ".npz"
@@ -84,10 +87,9 @@ def load(path, *, backend=None):
         arrays = {k: f[k] for k in f.files if k != "__meta__"}
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: unsupported format {meta.get('format')!r} (expected {FORMAT!r})")
-    classes = {"MLP": MLP, "Autoencoder": Autoencoder}
     if backend is None and backend_unavailable_reason(meta["backend"]) is None:
         backend = meta["backend"]
-    model = classes[meta["class"]](**meta["config"], backend=backend)
+    model = model_class(meta["class"])(**meta["config"], backend=backend)
     if model.flat.data.size != arrays["params"].size:
         raise ValueError(f"{path}: parameter count {arrays['params'].size} does not match the architecture")
     model.flat.data[...] = model.xp.asarray(arrays["params"].astype(model.dtype))

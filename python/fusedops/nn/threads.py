@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import contextlib
 
-from ..backends import check_int, get_num_threads, set_num_threads
+from ..backends import get_num_threads, set_num_threads
+from ..checks import check_int
 
 __all__ = ["limit_threads", "auto_threads", "SMALL_MODEL_PARAMS"]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..backends import check_int, check_real
+from ..checks import check_int, check_real
 from .threads import auto_threads, limit_threads
 
 __all__ = ["History", "fit", "make_optimizer", "batches", "Local", "OPTIMIZERS", "DEFAULT_LR"]
@@ -103,6 +103,13 @@ def _progress(verbose, epochs):
     return tqdm(total=epochs, unit="epoch", leave=True)
 
 
+def _verbosity(verbose) -> int:
+    """0, 1 or 2; a bool reads as Keras reads it: False = 0 (silent), True = 1 (progress bar)."""
+    if isinstance(verbose, (bool, np.bool_)):
+        return int(verbose)
+    return check_int("verbose", verbose, lo=0, hi=2)
+
+
 def _split(model, X, y, validation_data, validation_split):
     if validation_data is not None and validation_split:
         raise ValueError("pass validation_data or validation_split, not both")
@@ -163,15 +170,15 @@ def fit(model, X, y=None, *, epochs, batch_size=32, optimizer="adam", lr=None, l
             raise RuntimeError("after fit(..., shard_state=True) the optimizer state is on rank 0: "
                                "continue with fit(..., comm=...) on every rank")
         ctx = Local()
-    else:
-        from ..distributed.training import MPIContext  # the optional extra, only when asked for
+    else:  # the adapter (fusedops[mpi]), through the package's lazy door: the core has no
+        import fusedops  # import statement of an adapter, and mpi4py loads only when asked for
 
-        ctx = MPIContext(comm, shard_state)
+        ctx = fusedops.distributed.training_context(comm, shard_state)
     with ctx.checks():
         epochs = check_int("epochs", epochs, lo=0)
         batch_size = check_int("batch_size", batch_size, lo=1)
         patience = None if early_stopping is None else check_int("early_stopping", early_stopping, lo=0)
-        verbose = check_int("verbose", verbose, lo=0, hi=2) if ctx.root else 0
+        verbose = _verbosity(verbose) if ctx.root else 0
         seed = model.seed if seed is None else check_int("seed", seed, lo=0)
         X = model._check_X(X, "X")
         y = model._check_y(y, X, "y")

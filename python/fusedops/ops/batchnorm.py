@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._arrays import empty
 from .._dispatch import launch
-from ..backends import (check_array, check_bool, check_int, check_like, check_no_overlap,
-                        check_real, resolve_backend)
+from ..backends import resolve_backend
+from ..checks import check_array, check_bool, check_int, check_like, check_no_overlap, check_real
 
 __all__ = ["batchnorm_forward", "batchnorm_backward", "batchnorm_stats", "batchnorm_merge_stats",
            "batchnorm_grad_sums"]
@@ -34,11 +35,7 @@ __all__ = ["batchnorm_forward", "batchnorm_backward", "batchnorm_stats", "batchn
 
 def _empty(like_device: bool, shape, dtype):
     """A new array on the host, or on the GPU when the inputs live there."""
-    if like_device:
-        from numba import cuda
-
-        return cuda.device_array(shape, dtype)
-    return np.empty(shape, dtype)
+    return empty(shape, dtype, device=like_device)
 
 
 def _check_input(name, x):

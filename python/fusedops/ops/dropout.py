@@ -17,9 +17,10 @@ import math
 
 import numpy as np
 
+from .._arrays import empty, host_array, is_device_array
 from .._dispatch import launch
-from ..backends import (check_array, check_bool, check_int, check_like,
-                        check_no_overlap, check_real, is_device_array, resolve_backend)
+from ..backends import resolve_backend
+from ..checks import check_array, check_bool, check_int, check_like, check_no_overlap, check_real
 
 __all__ = ["philox4x32", "dropout_forward", "dropout_backward", "dropout_mask", "unpack_mask"]
 
@@ -50,11 +51,7 @@ def _check_seed(name, value) -> int:
 
 def _empty(like, shape, dtype):
     """A new array on the same side (host or GPU) as `like`."""
-    if is_device_array(like):
-        from numba import cuda
-
-        return cuda.device_array(shape, dtype)
-    return np.empty(shape, dtype)
+    return empty(shape, dtype, device=is_device_array(like))
 
 
 def _mask_len(n: int) -> int:
@@ -202,13 +199,5 @@ def unpack_mask(mask, shape) -> np.ndarray:
     if info.shape[0] != _mask_len(n):
         raise ValueError(f"mask must have ceil(prod(shape) / 8) = {_mask_len(n)} bytes for shape "
                          f"{shape}; got {info.shape[0]}")
-    if hasattr(mask, "copy_to_host"):  # Numba device array (or the simulator's)
-        host = mask.copy_to_host()
-    elif is_device_array(mask):  # CuPy, PyTorch, ...: through the CUDA array interface
-        from numba import cuda
-
-        host = cuda.as_cuda_array(mask).copy_to_host()
-    else:
-        host = np.asarray(mask)
-    return np.unpackbits(host, count=n, bitorder="little").astype(bool).reshape(shape)
+    return np.unpackbits(host_array(mask), count=n, bitorder="little").astype(bool).reshape(shape)
 

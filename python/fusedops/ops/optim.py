@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._dispatch import launch
-from ..backends import check_array, check_bool, check_int, check_like, check_no_overlap, check_real
 from ..backends import resolve_backend
+from ..checks import check_array, check_bool, check_int, check_like, check_no_overlap, check_real
 
 __all__ = ["sgd_step", "adagrad_step", "rmsprop_step", "adam_step"]
 

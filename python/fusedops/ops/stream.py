@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from .._dispatch import launch
-from ..backends import check_array, check_like, check_no_overlap, check_real, resolve_backend
+from ..backends import resolve_backend
+from ..checks import check_array, check_like, check_no_overlap, check_real
 
 __all__ = ["stream_copy", "stream_triad"]
 

@@ -14,56 +14,31 @@ CUDA is timed twice: "cuda" on device arrays (kernel only, including launch over
 "cuda+transfer" on host arrays, which the dispatcher copies to the device and back: the
 crossover where the latter beats the best CPU backend is where the GPU pays off for a caller
 whose data lives on the host. PyTorch ("torch", "torch-cuda") runs as a peer when installed.
+
+The targets and op registry live in profile_ops, the tables, CSV and checks in profile_report;
+this module times and writes the files, and re-exports both, so `fusedops.apps.profile` is the
+one name callers need.
 """
 from __future__ import annotations
 
+import json
 import statistics
 import sys
 import time
 
 import numpy as np
 
-from . import backends as _be
-from ._profile_ops import OPS, available_ops, host_arrays, torch_peer
+from .. import backends as _be
+from .plots import throughput_plot
+from .profile_ops import (DEFAULT_SIZES, HOST, OPS, PEERS, available_backends, available_ops,
+                          backend_unavailable_reason, host_arrays, torch_module, torch_peer)
+from .profile_report import (CSV_FIELDS, check_settings, crossover, describe_machine, format_size,
+                             format_tables, load_warning, write_csv)
 
-__all__ = ["OPS", "PEERS", "DEFAULT_SIZES", "available_ops", "available_backends", "run_profile",
-           "time_call", "time_interleaved", "crossover", "format_tables", "format_size", "write_csv", "emit",
-           "check_settings", "load_warning", "CSV_FIELDS"]
-
-PEERS = ("torch", "torch-cuda")
-HOST = ("numpy", "numba", "c", "torch")
-DEFAULT_SIZES = (10_000, 100_000, 1_000_000, 10_000_000)
-
-
-def _torch():
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch
-
-
-def backend_unavailable_reason(name: str) -> str | None:
-    """Why profiling target `name` (a fusedops backend or a PyTorch peer) cannot run here."""
-    if name in _be.BACKENDS:
-        return _be.backend_unavailable_reason(name)
-    if name not in PEERS:
-        raise ValueError(f"unknown backend {name!r}")
-    torch = _torch()
-    if torch is None:
-        return "PyTorch is not installed (an optional peer: pip install torch)"
-    if name == "torch-cuda" and not torch.cuda.is_available():
-        return "PyTorch sees no CUDA device"
-    return None
-
-
-def available_backends() -> list[str]:
-    """Default targets: every available backend and peer; CUDA only on a real GPU (the
-    simulator's timings mean nothing, but it can be named explicitly to test the code path)."""
-    out = [b for b in _be.BACKENDS + PEERS if backend_unavailable_reason(b) is None]
-    if _be.cuda_simulator() and "cuda" in out:
-        out.remove("cuda")
-    return out
+__all__ = ["OPS", "PEERS", "HOST", "DEFAULT_SIZES", "available_ops", "available_backends",
+           "backend_unavailable_reason", "run_profile", "time_call", "time_interleaved", "crossover",
+           "format_tables", "format_size", "write_csv", "emit", "check_settings", "load_warning",
+           "describe_machine", "CSV_FIELDS"]
 
 
 # --------------------------------------------------------------------------- timing
@@ -74,7 +49,7 @@ def _sync_for(target):
 
         return cuda.synchronize
     if target == "torch-cuda":
-        return _torch().cuda.synchronize
+        return torch_module().cuda.synchronize
     return lambda: None
 
 
@@ -138,7 +113,7 @@ def _callable(spec, target, arrays, params):
     """(fn, impl) for one target on fresh copies of the host arrays."""
     if target in PEERS:
         device = "cuda" if target == "torch-cuda" else "cpu"
-        return torch_peer(spec, _torch(), device, arrays, params)
+        return torch_peer(spec, torch_module(), device, arrays, params)
     if target == "cuda":
         from numba import cuda
 
@@ -214,7 +189,7 @@ def run_profile(ops=None, sizes=DEFAULT_SIZES, backends=None, *, dtype="float32"
     targets = _targets(backend_list)
     result = {"settings": {"ops": ops, "sizes": [int(s) for s in sizes], "backends": backend_list,
                            "dtype": dtype.name, "repeat": repeat, "features": features},
-              "machine": _machine(), "probe_gbps": _probe_figures(probe, targets),
+              "machine": describe_machine(), "probe_gbps": _probe_figures(probe, targets),
               "results": [], "errors": []}
     bar = _progress(len(ops) * len(sizes), progress)
     try:
@@ -278,6 +253,19 @@ def _add_ratios(result, op):
             r["speedup_vs_numpy"] = ref[r["size"]] / r["median_s"]
 
 
-# the report functions live beside this module to keep both short; re-exported here
-from ._profile_report import (CSV_FIELDS, _machine, check_settings, crossover,  # noqa: E402
-                              emit, format_size, format_tables, load_warning, write_csv)
+def emit(result: dict, *, json_path=None, csv_path=None, plot_path=None) -> int:
+    """Write the requested files; exit code 1 when a fusedops backend failed (peers may)."""
+    if json_path == "-":
+        print(json.dumps(result, indent=1))
+    elif json_path:
+        with open(json_path, "w") as f:
+            json.dump(result, f, indent=1)
+    if csv_path:
+        write_csv(result, csv_path)
+    if plot_path:
+        throughput_plot(result, plot_path)
+    failed = [e for e in result["errors"] if not e["peer"]]
+    for e in result["errors"]:
+        print(f"{'error' if not e['peer'] else 'peer skipped'}: {e['backend']} {e['op']} "
+              f"n={e['size']}: {e['error']}", file=sys.stderr)
+    return 1 if failed else 0

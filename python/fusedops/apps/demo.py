@@ -12,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backends, ops
+from .. import backends
+from . import demo_sections as s
+from .demo_sections import QUADRATIC, optimizer_trajectories
 
 __all__ = ["run_demo", "pick_backend", "optimizer_trajectories", "FIGURES", "QUADRATIC"]
 
@@ -24,46 +26,6 @@ FIGURES = {
     "weights_l1_l2": "weights_l1_l2.png",
     "throughput": "throughput.png",
 }
-QUADRATIC = "0.1*w1^2 + 2*w2^2"
-
-
-def _quadratic(w1, w2):
-    return 0.1 * w1 ** 2 + 2 * w2 ** 2
-
-
-def _grad(w):
-    return np.array([0.2 * w[0], 4.0 * w[1]], dtype=w.dtype)
-
-
-def optimizer_trajectories(steps: int = 40, lr: float = 0.4, start=(-5.0, -2.0), *,
-                           backend=None) -> dict:
-    """GD, momentum, AdaGrad, RMSprop and Adam with the same step size on 0.1*w1^2 + 2*w2^2
-    (Dive into Deep Learning, ch. 12; the lecture's ill-conditioned example: curvature 0.2
-    along w1, 4 along w2), every step a fusedops.ops kernel call on `backend`."""
-    runs = {
-        "GD": (ops.sgd_step, ("buf0",), {}),
-        "momentum (beta 0.5)": (ops.sgd_step, ("buf0",), {"momentum": 0.5}),
-        "AdaGrad": (ops.adagrad_step, ("buf1",), {}),
-        "RMSprop (alpha 0.9)": (ops.rmsprop_step, ("buf1",), {"alpha": 0.9}),
-        "Adam": (ops.adam_step, ("buf1", "buf2"), {}),
-    }
-    out = {}
-    for name, (step_fn, buffers, hyper) in runs.items():
-        w = np.array(start, dtype=np.float64)
-        state = [np.zeros(2) for _ in buffers]
-        if name == "GD":
-            state = [None]
-        path, loss = [w.tolist()], [float(_quadratic(*w))]
-        for t in range(1, steps + 1):
-            g = _grad(w)
-            kw = dict(hyper, lr=lr, backend=backend)
-            if step_fn is ops.adam_step:
-                kw["step"] = t
-            step_fn(w, g, *state, **kw)
-            path.append(w.tolist())
-            loss.append(float(_quadratic(*w)))
-        out[name] = {"lr": lr, **hyper, "path": path, "loss": loss, "final_loss": loss[-1]}
-    return out
 
 
 class _Report:
@@ -108,7 +70,7 @@ def pick_backend(backend=None) -> str:
         return backend
     if backends.backend_unavailable_reason("cuda") is None and not backends.cuda_simulator():
         try:
-            from .nn.parameter import array_module
+            from ..nn.parameter import array_module
 
             array_module("cuda")
             return "cuda"
@@ -120,8 +82,6 @@ def pick_backend(backend=None) -> str:
 def run_demo(out_dir="fusedops-report", *, quick: bool = False, backend=None, seed: int = 0,
              progress: bool = True) -> dict:
     """Run every section; returns the summary (also written to out_dir/summary.json)."""
-    from . import _demo_sections as s
-
     rep = _Report(out_dir)
     nn_backend = pick_backend(backend)
     rep.summary.update(quick=quick, seed=seed, nn_backend=nn_backend)

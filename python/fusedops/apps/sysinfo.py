@@ -16,8 +16,8 @@ from importlib import metadata
 
 import numpy as np
 
-from . import backends
-from .backends import available_backends, backend_unavailable_reason, get_num_threads
+from .. import backends
+from ..backends import available_backends, backend_unavailable_reason, get_num_threads
 
 # bytes moved per element for each probe kernel, in units of the itemsize
 STREAM_ARRAYS = {"copy": 2, "triad": 3}
@@ -100,7 +100,7 @@ def _time_cuda(fn, repeat):
 def measure_bandwidth(backend: str, kernel: str = "copy", *, n: int | None = None,
                       dtype=np.float32, repeat: int = 5) -> dict:
     """Time one probe kernel; GB/s counts each array once (copy 2, triad 3 per element)."""
-    from . import ops
+    from .. import ops
 
     if kernel not in STREAM_ARRAYS:
         raise ValueError(f"kernel must be 'copy' or 'triad'; got {kernel!r}")
@@ -184,7 +184,7 @@ def info(*, probe_bandwidth: bool = True, repeat: int = 5) -> dict:
     }
     out["versions"]["python"] = platform.python_version()
     if "c" in avail:
-        from ._c import ffi, lib
+        from .._c import ffi, lib
 
         out["c"] = {"compiler": ffi.string(lib.fo_compiler()).decode(),
                     "flags": ffi.string(lib.fo_cflags()).decode(),
@@ -221,7 +221,7 @@ def _cuda_probe_elements() -> int:
 
 
 def _touch_parallel_kernel():
-    from . import ops
+    from .. import ops
 
     a = np.zeros(8, np.float32)
     ops.stream_copy(a, a.copy(), backend="numba")

@@ -96,7 +96,7 @@ def _profile_run(args):
     if isinstance(settings, str):
         args._parser.error(settings)
     to_stdout = args.json == "-"
-    warning = profile.load_warning(profile._machine())
+    warning = profile.load_warning(profile.describe_machine())
     if warning:
         print(warning, file=sys.stderr)
     show = None if to_stdout else (lambda res, op: print(profile.format_tables(res, [op]), flush=True))
@@ -109,7 +109,7 @@ def _profile_run(args):
 
 def _set_threads(args):
     """--threads for both CPU backends (and PyTorch when installed): a usage error if too many."""
-    from . import set_num_threads
+    from .. import set_num_threads
 
     try:
         set_num_threads(args.threads)
@@ -135,7 +135,7 @@ def _demo_args(p):
 
 
 def _demo_run(args):
-    from .backends import backend_unavailable_reason
+    from ..backends import backend_unavailable_reason
     from .demo import run_demo
 
     missing = [name for name, mod in (("scikit-learn", "sklearn"), ("matplotlib", "matplotlib"))
@@ -226,7 +226,7 @@ def _train_args(p):
 
 
 def _train_run(args):
-    from .backends import BackendUnavailableError
+    from ..backends import BackendUnavailableError
     from .train import train
 
     if args.threads:

@@ -1,20 +1,17 @@
 """Output of `fusedops profile`: text tables, CSV, JSON and the plot; argument checks."""
 from __future__ import annotations
 
-import json
 import os
-import sys
 from importlib import metadata
 
 import numpy as np
 
-from . import backends
-from ._profile_ops import OPS, available_ops
-from .profile import (DEFAULT_SIZES, HOST, PEERS, _torch, available_backends,
-                      backend_unavailable_reason)
+from .. import backends
+from .profile_ops import (DEFAULT_SIZES, HOST, OPS, PEERS, available_backends, available_ops,
+                          backend_unavailable_reason, torch_module)
 
-__all__ = ["crossover", "load_warning", "format_size", "format_tables", "write_csv", "check_settings", "emit",
-           "CSV_FIELDS"]
+__all__ = ["crossover", "load_warning", "format_size", "format_tables", "write_csv", "check_settings",
+           "describe_machine", "CSV_FIELDS"]
 
 CSV_FIELDS = ("op", "backend", "transfers", "size", "n", "shape", "dtype", "bytes", "median_s",
               "q1_s", "q3_s", "min_s", "max_s", "spread", "calls_per_sample", "gbps",
@@ -50,8 +47,8 @@ def _load():
         return None
 
 
-def _machine() -> dict:
-    from . import __version__
+def describe_machine() -> dict:
+    from .. import __version__
     from .sysinfo import cpu_model, last_level_cache_bytes
 
     gpu = None
@@ -175,33 +172,13 @@ def check_settings(ops, sizes, backend_list, dtype, features, *, plot=None, thre
         except ImportError:
             return "--plot needs matplotlib (pip install matplotlib)"
     if threads:
-        from . import set_num_threads
+        from .. import set_num_threads
 
         try:
             set_num_threads(threads)
         except ValueError as exc:
             return f"--threads: {exc}"
-        if _torch() is not None:
-            _torch().set_num_threads(threads)
+        if torch_module() is not None:
+            torch_module().set_num_threads(threads)
     return {"ops": list(dict.fromkeys(ops)), "sizes": sorted(set(sizes)),
             "backends": list(dict.fromkeys(backend_list or available_backends()))}
-
-
-def emit(result: dict, *, json_path=None, csv_path=None, plot_path=None) -> int:
-    """Write the requested files; exit code 1 when a fusedops backend failed (peers may)."""
-    if json_path == "-":
-        print(json.dumps(result, indent=1))
-    elif json_path:
-        with open(json_path, "w") as f:
-            json.dump(result, f, indent=1)
-    if csv_path:
-        write_csv(result, csv_path)
-    if plot_path:
-        from .plots import throughput_plot
-
-        throughput_plot(result, plot_path)
-    failed = [e for e in result["errors"] if not e["peer"]]
-    for e in result["errors"]:
-        print(f"{'error' if not e['peer'] else 'peer skipped'}: {e['backend']} {e['op']} "
-              f"n={e['size']}: {e['error']}", file=sys.stderr)
-    return 1 if failed else 0

@@ -29,7 +29,7 @@ def load_data(source: str, model: str, seed: int = 0):
     """(X_train, X_test, y_train, y_test) from "digits" or a .npz path (y None for an
     autoencoder without labels)."""
     if source == "digits":
-        from .data import load_digits
+        from ..data import load_digits
 
         return load_digits(test_size=0.2, seed=seed)
     path = Path(source)
@@ -57,7 +57,7 @@ def load_data(source: str, model: str, seed: int = 0):
 
 
 def _split(X, y, seed):
-    from .data import stratified_split
+    from ..data import stratified_split
 
     if y is not None and y.dtype.kind in "iu":
         tr, te = stratified_split(y, 0.2, seed)
@@ -69,7 +69,7 @@ def _split(X, y, seed):
 
 
 def _build(args, X, y):
-    from .nn import MLP, Autoencoder
+    from ..nn import MLP, Autoencoder
 
     hidden = args.hidden or ([256, 128] if args.model == "mlp" else [128])
     if args.model == "autoencoder":
@@ -99,7 +99,7 @@ def train(args) -> int:
     in cli.py."""
     comm, guard = None, contextlib.nullcontext()
     if launched_by_mpi():
-        from .distributed import abort_on_error, resolve_comm
+        from ..distributed import abort_on_error, resolve_comm
 
         comm = resolve_comm()
         guard = abort_on_error(comm)  # a failure on one rank alone ends the job, no hang

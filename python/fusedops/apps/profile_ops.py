@@ -1,6 +1,8 @@
-"""The profiler's op registry: for each op, the fusedops function it times, the bytes it moves
-per element (DESIGN.md, "Bandwidth probe"), how to build its arrays at a size, how to call it,
-and the PyTorch peer that does the same work.
+"""The profiler's constants, its targets (fusedops backends and PyTorch peers) and its op registry:
+for each op, the fusedops function it times, the bytes it moves per element (DESIGN.md,
+"Bandwidth probe"), how to build its arrays at a size, how to call it, and the PyTorch peer that
+does the same work. It imports no other profiler module: profile, profile_report and plots all
+build on it.
 
 Bytes count each array once per read or write: SGD 3 arrays (w read and written, g read),
 momentum / AdaGrad / RMSprop 5, Adam 7 (+2 AMSGrad), dropout 2 plus a 1/8-byte mask bit,
@@ -13,11 +15,50 @@ from typing import Callable
 
 import numpy as np
 
-from . import backends, ops
+from .. import backends, ops
 
 P_DROP = 0.5
 SEED = 1234
+PEERS = ("torch", "torch-cuda")            # PyTorch as a peer in the same tables, when installed
+HOST = ("numpy", "numba", "c", "torch")    # the CPU targets the GPU crossover is measured against
+DEFAULT_SIZES = (10_000, 100_000, 1_000_000, 10_000_000)
 
+
+# --------------------------------------------------------------------------- targets
+
+def torch_module():
+    """torch, or None when PyTorch is not installed (an optional peer)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def backend_unavailable_reason(name: str) -> str | None:
+    """Why profiling target `name` (a fusedops backend or a PyTorch peer) cannot run here."""
+    if name in backends.BACKENDS:
+        return backends.backend_unavailable_reason(name)
+    if name not in PEERS:
+        raise ValueError(f"unknown backend {name!r}")
+    torch = torch_module()
+    if torch is None:
+        return "PyTorch is not installed (an optional peer: pip install torch)"
+    if name == "torch-cuda" and not torch.cuda.is_available():
+        return "PyTorch sees no CUDA device"
+    return None
+
+
+def available_backends() -> list[str]:
+    """Default targets: every available backend and peer; CUDA only on a real GPU (the
+    simulator's timings mean nothing, but it can be named explicitly to test the code path)."""
+    out = [b for b in backends.BACKENDS + PEERS if backend_unavailable_reason(b) is None]
+    if backends.cuda_simulator() and "cuda" in out:
+        out.remove("cuda")
+    return out
+
+
+# --------------------------------------------------------------------------- registry
 
 @dataclass(frozen=True)
 class OpSpec:

@@ -1,5 +1,6 @@
 """The sections of `fusedops demo` (see demo.py). Each trains or measures, prints its results,
-draws its figure and records the figure's numbers in the report's summary."""
+draws its figure and records the figure's numbers in the report's summary. The optimizer paths'
+quadratic lives here too, so the sections need nothing from demo.py (which imports them)."""
 from __future__ import annotations
 
 import sys
@@ -7,19 +8,60 @@ import time
 
 import numpy as np
 
+from .. import ops
 from . import plots
 
 DEMO_OPS = ("copy", "sgd", "momentum", "adagrad", "rmsprop", "adam", "dropout", "dropout_backward",
             "batchnorm", "batchnorm_backward")
 NOISE = ("gaussian", 0.3)
 NEAR_ZERO = 1e-3  # |w| below this counts as zeroed in the L1 / L2 comparison
+QUADRATIC = "0.1*w1^2 + 2*w2^2"
+
+
+def _quadratic(w1, w2):
+    return 0.1 * w1 ** 2 + 2 * w2 ** 2
+
+
+def _grad(w):
+    return np.array([0.2 * w[0], 4.0 * w[1]], dtype=w.dtype)
+
+
+def optimizer_trajectories(steps: int = 40, lr: float = 0.4, start=(-5.0, -2.0), *,
+                           backend=None) -> dict:
+    """GD, momentum, AdaGrad, RMSprop and Adam with the same step size on 0.1*w1^2 + 2*w2^2
+    (Dive into Deep Learning, ch. 12; the lecture's ill-conditioned example: curvature 0.2
+    along w1, 4 along w2), every step a fusedops.ops kernel call on `backend`."""
+    runs = {
+        "GD": (ops.sgd_step, ("buf0",), {}),
+        "momentum (beta 0.5)": (ops.sgd_step, ("buf0",), {"momentum": 0.5}),
+        "AdaGrad": (ops.adagrad_step, ("buf1",), {}),
+        "RMSprop (alpha 0.9)": (ops.rmsprop_step, ("buf1",), {"alpha": 0.9}),
+        "Adam": (ops.adam_step, ("buf1", "buf2"), {}),
+    }
+    out = {}
+    for name, (step_fn, buffers, hyper) in runs.items():
+        w = np.array(start, dtype=np.float64)
+        state = [np.zeros(2) for _ in buffers]
+        if name == "GD":
+            state = [None]
+        path, loss = [w.tolist()], [float(_quadratic(*w))]
+        for t in range(1, steps + 1):
+            g = _grad(w)
+            kw = dict(hyper, lr=lr, backend=backend)
+            if step_fn is ops.adam_step:
+                kw["step"] = t
+            step_fn(w, g, *state, **kw)
+            path.append(w.tolist())
+            loss.append(float(_quadratic(*w)))
+        out[name] = {"lr": lr, **hyper, "path": path, "loss": loss, "final_loss": loss[-1]}
+    return out
 
 
 def few_threads(nn_backend):
     """One CPU thread (fusedops kernels and BLAS) for the whole of a training section, the
     evaluation included: a digits batch is too small for a thread pool to pay (fusedops.nn's
     fit does the same inside fit; see fusedops.nn.threads)."""
-    from .nn.threads import limit_threads
+    from ..nn.threads import limit_threads
 
     return limit_threads(None if nn_backend == "cuda" else 1)
 
@@ -30,7 +72,7 @@ def _verbose(progress):
 
 
 def _host(a):
-    from .nn.parameter import to_host
+    from ..nn.parameter import to_host
 
     return np.asarray(to_host(a))
 
@@ -51,13 +93,13 @@ def machine(rep, *, quick, progress, **_):
 
 
 def _digits(seed):
-    from .data import load_digits
+    from ..data import load_digits
 
     return load_digits(test_size=0.2, seed=seed)
 
 
 def digits_mlp(rep, *, nn_backend, quick, seed, progress):
-    from .nn import MLP
+    from ..nn import MLP
 
     Xtr, Xte, ytr, yte = _digits(seed)
     cfg = dict(sizes=[64, 256, 128, 10], dropout=0.2, batchnorm=True, seed=seed)
@@ -86,7 +128,7 @@ def digits_mlp(rep, *, nn_backend, quick, seed, progress):
 
 
 def _autoencoder(nn_backend, seed, latent, hidden, quick, progress, Xtr, Xte):
-    from .nn import Autoencoder
+    from ..nn import Autoencoder
 
     ae = Autoencoder(64, hidden=hidden, latent_dim=latent, noise=NOISE, seed=seed,
                      backend=nn_backend)
@@ -97,7 +139,7 @@ def _autoencoder(nn_backend, seed, latent, hidden, quick, progress, Xtr, Xte):
 
 
 def denoising(rep, *, nn_backend, quick, seed, progress):
-    from .data import add_noise, psnr
+    from ..data import add_noise, psnr
 
     Xtr, Xte, ytr, yte = _digits(seed)
     ae, fit, hist, secs = _autoencoder(nn_backend, seed, 16, (128,), quick, progress, Xtr, Xte)
@@ -143,7 +185,7 @@ def l1_l2(rep, *, nn_backend, quick, seed, progress):
     that are blank in every digit) by ~lr per step under either penalty, which hides the
     difference the course is about: L1's constant pull reaches zero, L2's proportional pull
     only shrinks. The strengths give both runs the same test accuracy here."""
-    from .nn import MLP
+    from ..nn import MLP
 
     Xtr, Xte, ytr, yte = _digits(seed)
     penalties = {"L1": {"l1": 1e-3}, "L2": {"l2": 1e-2}}
@@ -170,8 +212,6 @@ def l1_l2(rep, *, nn_backend, quick, seed, progress):
 
 
 def trajectories(rep, *, nn_backend, quick, seed, progress):
-    from .demo import QUADRATIC, _quadratic, optimizer_trajectories
-
     be = nn_backend if nn_backend != "cuda" else "numba"  # 2-element arrays: host kernels
     runs = optimizer_trajectories(backend=be)
     for name, r in runs.items():
@@ -194,7 +234,7 @@ def profile_section(rep, *, nn_backend, quick, seed, progress):
     gpu = "cuda" in targets  # sizes up to where a GPU pays off, with transfers
     sizes = (1000, 10_000) if quick else (10_000, 100_000, 1_000_000, 4_000_000) + (
         (16_000_000,) if gpu else ())
-    warning = profile.load_warning(profile._machine())
+    warning = profile.load_warning(profile.describe_machine())
     if warning:
         print("   " + warning, flush=True)
     res = profile.run_profile(ops, sizes, targets, repeat=2 if quick else 5,

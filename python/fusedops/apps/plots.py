@@ -39,8 +39,8 @@ def _minor_label(v, _):
 def throughput_plot(result: dict, path) -> str:
     """GB/s against elements, log-log, one panel per op and one line per backend, with the
     copy probe (dashed), the last-level cache boundary (dotted) and the GPU crossover."""
-    from ._profile_ops import OPS
-    from .profile import crossover, format_size
+    from .profile_ops import OPS
+    from .profile_report import crossover, format_size
 
     plt = _plt()
     from matplotlib import ticker
