@@ -42,12 +42,14 @@ def _sync(parts, dparts, g, b, rm, rv, backend):
     return fwd, bwd
 
 
-SHAPES = [(37, 5), (300, 3, 4), (2, 1)]
+SHAPES = [(37, 5), (130, 2, 3), (2, 1)]  # (130, ...): two 128-row chunks
 
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("affine", [True, False])
 def test_one_part_is_bitwise_the_plain_training_call(backend, dtype, shape, affine):
+    if backend == "cuda" and SIM and not affine:
+        pytest.skip("the simulator is slow: affine=False is a flag of the same CUDA kernels")
     x, dy, g, b = _inputs(shape, dtype, affine)
     c = shape[1]
     rm, rv = np.linspace(-1, 1, c).astype(dtype), np.linspace(0.5, 2, c).astype(dtype)
@@ -66,11 +68,11 @@ def test_one_part_is_bitwise_the_plain_training_call(backend, dtype, shape, affi
             np.testing.assert_array_equal(got, want, err_msg=name)
 
 
-@pytest.mark.parametrize("shape", [(301, 6), (97, 3, 5)])
+@pytest.mark.parametrize("shape", [(301, 6), (97, 2, 3)])
 @pytest.mark.parametrize("cuts", [(0, 1, 1, 150), (0, 0, 40, 260)])  # a 1-row and empty parts
 def test_uneven_parts_equal_the_whole_batch_reference(backend, dtype, shape, cuts):
-    if backend == "cuda" and SIM and shape[0] > 100:
-        pytest.skip("the simulator runs CUDA threads in Python: small inputs only")
+    if backend == "cuda" and SIM and (shape[0] > 100 or dtype == np.float64):
+        pytest.skip("the simulator runs CUDA threads in Python: small float32 inputs only")
     x, dy, g, b = _inputs(shape, dtype, seed=3)
     n, c = shape[0], shape[1]
     bounds = [min(k, n) for k in cuts] + [n]
