@@ -10,6 +10,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.fusedops-installed
 SOURCES := pyproject.toml setup.py $(wildcard csrc/*.c csrc/*.h csrc/*.py)
 PYTEST_ARGS ?=
+# the PyTorch the fusedops.torch tests are verified against, pinned here (the test extra says
+# only torch>=2.4): CI is reproducible, and pip never resolves an unpinned torch to a newer,
+# multi-GB build by surprise. TORCH_SPEC= (empty) leaves it to the extra: any torch >= 2.4.
+TORCH_SPEC ?= torch==2.13.0
 DEMO_ARGS ?=
 BENCH_ARGS ?=
 
@@ -20,7 +24,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(STAMP): $(BIN)/python $(SOURCES)
-	$(BIN)/python -m pip install -q -e ".[test,mpi]"
+	$(BIN)/python -m pip install -q -e ".[test,mpi]" $(TORCH_SPEC)
 	touch $@
 
 install: $(STAMP)

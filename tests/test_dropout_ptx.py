@@ -34,7 +34,7 @@ def test_kernels_compile(compile_ptx, ft):
 
     f = getattr(types, ft)
     a, m, u64, i64 = f[::1], types.uint8[::1], types.uint64, types.int64
-    words, start = (u64, u64, u64, u64, u64, i64), (u64, i64)
+    words, start = (u64, u64, u64, u64, u64, i64), (i64, i64)
     ptx = {
         "forward": compile_ptx(D._forward_kernel, (a, m, a, *words, f, *start)),
         "forward_nomask": compile_ptx(D._forward_kernel, (a, types.none, a, *words, f, *start)),

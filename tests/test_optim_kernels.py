@@ -50,7 +50,7 @@ def test_multidimensional_and_float64_bitwise_between_runs(case, kernel_backend)
 
 
 def test_nonfinite_count(backend):
-    from fusedops.ops.optim import _count_nonfinite
+    from fusedops.ops.optim import count_nonfinite
 
     for n in _sizes(backend):
         for dtype in (np.float32, np.float64):
@@ -60,7 +60,7 @@ def test_nonfinite_count(backend):
             g[bad[1::3]] = np.inf
             g[bad[2::3]] = -np.inf
             count = np.zeros(1, np.int64)
-            _count_nonfinite(backend, [g, g[: n // 2]], count)
+            count_nonfinite(backend, [g, g[: n // 2]], count)
             assert count[0] == bad.size + np.count_nonzero(bad < n // 2)
 
 
@@ -87,7 +87,7 @@ def test_cuda_grid_stride_loops(case, monkeypatch):
 @pytest.mark.cuda
 def test_cuda_nonfinite_count_grid_stride(monkeypatch):
     from fusedops import backends
-    from fusedops.ops.optim import _count_nonfinite
+    from fusedops.ops.optim import count_nonfinite
 
     if backends.backend_unavailable_reason("cuda"):
         pytest.skip("cuda unavailable")
@@ -97,7 +97,7 @@ def test_cuda_nonfinite_count_grid_stride(monkeypatch):
     g = np.ones(300, np.float32)
     g[[0, 63, 64, 200, 299]] = [np.nan, np.inf, -np.inf, np.nan, np.inf]
     count = np.zeros(1, np.int64)
-    _count_nonfinite("cuda", [g], count)
+    count_nonfinite("cuda", [g], count)
     assert count[0] == 5
 
 

@@ -44,9 +44,9 @@ def launches(monkeypatch):
     calls = []
     real = optim_module.launch
 
-    def counting(backend, family, name, arrays, **kw):
-        calls.append((name, arrays[0].size))
-        return real(backend, family, name, arrays, **kw)
+    def counting(backend, kernel, arrays, **kw):
+        calls.append((kernel.name, arrays[0].size))
+        return real(backend, kernel, arrays, **kw)
 
     monkeypatch.setattr(optim_module, "launch", counting)
     return calls

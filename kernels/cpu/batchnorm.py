@@ -7,21 +7,28 @@ partials to its own row of an (n_chunks, J) buffer; they are merged in a fixed o
 column over the chunks (vectorized across columns), then per channel over l. Forward
 partials are a chunk's mean and M2, computed two-pass over the chunk while it is still in
 cache (no E[x^2]-E[x]^2, which cancels when mean >> std) and merged with Chan, Golub &
-LeVeque's pairwise update (1979). x is read from memory twice in training (12 B/elem in
-fp32), dy and x twice in backward (20 B/elem). No fastmath: the float64 sums must keep their
-order to give the same bits on every run.
+LeVeque's pairwise update (1979; the formula in kernels/common/batchnorm.py, shared with the
+CUDA backend, as are the per-channel coefficients). x is read from memory twice in training
+(12 B/elem in fp32), dy and x twice in backward (20 B/elem). No fastmath: the float64 sums
+must keep their order to give the same bits on every run.
 """
-import math
-
 import numpy as np
 from numba import njit, prange
+
+from ..common import batchnorm as common
+from .jit import kernel
 
 CHUNK_ROWS = 128  # rows per partial; 128 rows x TILE fp32 columns = 256 KiB stays in L2
 TILE = 512        # columns per task
 MERGE_TILE = 64   # columns per task when merging the partials
 
+_b = common.build(njit(inline="always"))  # the merge and the coefficients, shared with CUDA
+_chan_weights, _chan_step, _finish_stats = _b.chan_weights, _b.chan_step, _b.finish_stats
+_coefficients, _eval_stats = _b.coefficients, _b.eval_stats
+_grad_coefficients, _spread = _b.grad_coefficients, _b.spread
 
-@njit(parallel=True, cache=True)
+
+@kernel()
 def _stats_partials_kernel(pmean, pm2, x, chunk, tile):
     """pmean, pm2 (n_chunks, J) float64 <- x (N, J): mean and M2 of each (chunk, column).
     Accumulators are fresh local arrays and rows are 1-D views: with them LLVM vectorizes
@@ -49,7 +56,7 @@ def _stats_partials_kernel(pmean, pm2, x, chunk, tile):
         pm2[k, j0:j1] = q
 
 
-@njit(parallel=True, cache=True)
+@kernel()
 def _merge_chunks_kernel(cmean, cm2, pmean, pm2, n, chunk, tile):
     """cmean, cm2 (J,) <- per column, Chan et al.'s merge of its chunk partials in chunk
     order. Every column has the same counts, so the weights are scalars: no division per
@@ -61,19 +68,18 @@ def _merge_chunks_kernel(cmean, cm2, pmean, pm2, n, chunk, tile):
         na = 0.0
         for k in range(nch):
             nb = float(min(chunk, n - k * chunk))
-            f = nb / (na + nb)
-            w = na * f
+            f, w = _chan_weights(na, nb)
             pk, qk = pmean[k, j0:j1], pm2[k, j0:j1]
             for j in range(j1 - j0):
-                d = pk[j] - ma[j]
-                ma[j] += d * f
-                m2a[j] += qk[j] + d * d * w
+                mb = pk[j]  # before ma[j]: LLVM then interleaves the vector loop 2x (asm)
+                ma[j], dm2 = _chan_step(ma[j], mb, f, w)
+                m2a[j] += qk[j] + dm2
             na += nb
         cmean[j0:j1] = ma
         cm2[j0:j1] = m2a
 
 
-@njit(parallel=True, cache=True)
+@kernel()
 def _stats_combine_kernel(mean, invstd, rm, rv, cm, cs, cb, cmean, cm2, gamma, beta,
                           n, nl, eps, momentum, update, has_gamma, has_beta):
     """Per channel: merge its L column results (each over n rows) in l order, write mean,
@@ -81,44 +87,24 @@ def _stats_combine_kernel(mean, invstd, rm, rv, cm, cs, cb, cmean, cm2, gamma, b
     for c in prange(mean.size):
         na, ma, m2a = 0.0, 0.0, 0.0
         for l in range(nl):
-            f = n / (na + n)
-            w = na * f
-            d = cmean[c * nl + l] - ma
-            ma += d * f
-            m2a += cm2[c * nl + l] + d * d * w
+            f, w = _chan_weights(na, n)
+            ma, dm2 = _chan_step(ma, cmean[c * nl + l], f, w)
+            m2a += cm2[c * nl + l] + dm2
             na += n
-        var = m2a / na
-        inv = 1.0 / math.sqrt(var + eps)
-        mean[c] = ma
-        invstd[c] = inv
-        if update:
-            rm[c] = (1.0 - momentum) * rm[c] + momentum * ma
-            rv[c] = (1.0 - momentum) * rv[c] + momentum * var * (na / (na - 1.0))
+        inv = _finish_stats(mean, invstd, rm, rv, c, na, ma, m2a, eps, momentum, update)
         _coefficients(cm, cs, cb, c, nl, mean[c], inv, gamma, beta, has_gamma, has_beta)
 
 
-@njit(inline="always")
-def _coefficients(cm, cs, cb, c, nl, m, inv, gamma, beta, has_gamma, has_beta):
-    g = gamma[c] * inv if has_gamma else inv
-    b = beta[c] if has_beta else 0.0
-    for l in range(nl):
-        cm[c * nl + l] = m
-        cs[c * nl + l] = g
-        cb[c * nl + l] = b
-
-
-@njit(parallel=True, cache=True)
+@kernel()
 def _eval_stats_kernel(mean, invstd, cm, cs, cb, rm, rv, gamma, beta, nl, eps,
                        has_gamma, has_beta):
     """mean <- rm, invstd <- 1/sqrt(rv + eps) and the per-column coefficients."""
     for c in prange(mean.size):
-        inv = 1.0 / math.sqrt(float(rv[c]) + eps)
-        mean[c] = rm[c]
-        invstd[c] = inv
-        _coefficients(cm, cs, cb, c, nl, mean[c], inv, gamma, beta, has_gamma, has_beta)
+        _eval_stats(mean, invstd, cm, cs, cb, rm, rv, gamma, beta, c, nl, eps, has_gamma,
+                    has_beta)
 
 
-@njit(parallel=True, cache=True)
+@kernel()
 def _normalize_kernel(y, x, cm, cs, cb, chunk):
     """y (N, J) <- (x - cm)*cs + cb, in the input dtype; columns innermost (vectorized)."""
     n, nj = x.shape
@@ -129,7 +115,7 @@ def _normalize_kernel(y, x, cm, cs, cb, chunk):
                 yr[j] = (xr[j] - cm[j]) * cs[j] + cb[j]
 
 
-@njit(parallel=True, cache=True)
+@kernel()
 def _grad_partials_kernel(psum, pdot, dy, x, cm, chunk, tile):
     """psum = sum dy, pdot = sum dy*(x - mean) over each (chunk, column), float64."""
     n, nj = x.shape
@@ -151,7 +137,7 @@ def _grad_partials_kernel(psum, pdot, dy, x, cm, chunk, tile):
         pdot[k, j0:j1] = p
 
 
-@njit(parallel=True, cache=True)
+@kernel()
 def _sum_chunks_kernel(csum, cdot, psum, pdot, tile):
     """csum, cdot (J,) <- per column, the chunk partials summed in chunk order."""
     nch, nj = psum.shape
@@ -167,7 +153,7 @@ def _sum_chunks_kernel(csum, cdot, psum, pdot, tile):
         cdot[j0:j1] = b
 
 
-@njit(parallel=True, cache=True)
+@kernel()
 def _grad_combine_kernel(dgamma, dbeta, c1, c2, c3, csum, cdot, invstd, gamma, nl, count,
                          training, has_gamma):
     """Per channel: dbeta = sum dy, dgamma = invstd * sum dy*(x-mean) (columns summed in
@@ -177,20 +163,12 @@ def _grad_combine_kernel(dgamma, dbeta, c1, c2, c3, csum, cdot, invstd, gamma, n
         for l in range(nl):
             db += csum[c * nl + l]
             dot += cdot[c * nl + l]
-        inv = float(invstd[c])
-        dg = dot * inv
-        dgamma[c] = dg
-        dbeta[c] = db
-        k1 = gamma[c] * inv if has_gamma else inv
-        k2 = k1 * db / count if training else 0.0
-        k3 = k1 * inv * dg / count if training else 0.0
-        for l in range(nl):
-            c1[c * nl + l] = k1
-            c2[c * nl + l] = k2
-            c3[c * nl + l] = k3
+        k1, k2, k3 = _grad_coefficients(dgamma, dbeta, c, db, dot, invstd, gamma, count,
+                                        training, has_gamma)
+        _spread(c1, c2, c3, c, nl, k1, k2, k3)
 
 
-@njit(parallel=True, cache=True)
+@kernel()
 def _grad_input_kernel(dx, dy, x, cm, c1, c2, c3, chunk):
     """dx (N, J) <- dy*c1 - c2 - (x - cm)*c3, in the input dtype."""
     n, nj = x.shape
@@ -201,7 +179,7 @@ def _grad_input_kernel(dx, dy, x, cm, c1, c2, c3, chunk):
                 dr[j] = gr[j] * c1[j] - c2[j] - (xr[j] - cm[j]) * c3[j]
 
 
-@njit(cache=True)
+@kernel(parallel=False)
 def _expand_kernel(out, v, nl):
     for c in range(v.size):
         for l in range(nl):

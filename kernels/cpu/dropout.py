@@ -6,14 +6,17 @@ pass generates, compares, scales and writes y and the packed mask. The result is
 of the thread count. y = x * keep / divisor is written as a select (x or x*0) so it rounds,
 and propagates NaN and signed zeros, exactly as NumPy's x * keep / divisor.
 
-`start` (the stream index of element 0) enters as its Philox block `sb = start // 4` and word
-`r = start % 4`. With r = 0 a chunk's elements are whole blocks from block sb + e0/4 (the
-fused path); otherwise a chunk's bits come from the m + r words of those blocks, shifted by r.
+`start` enters as its Philox block sb and word r (kernels/common/dropout.py). With r = 0 a
+chunk's elements are whole blocks from block sb + e0/4 (the fused path); otherwise a chunk's
+bits are the m + r words of those blocks, shifted by r.
 """
 import numpy as np
 from numba import njit, prange
 
-from .philox import LO, S32, philox4x32_10
+from ..common import dropout as common
+from ..common.philox import LO, S32
+from .jit import kernel, serial_twin
+from .philox import philox4x32_10
 
 CHUNK = 1024  # elements per chunk: 256 Philox blocks, 128 mask bytes
 PACK = np.uint64(0x0102040810204080)  # gathers 8 little-endian 0/1 bytes into the top byte
@@ -22,10 +25,12 @@ LANE_BITS = np.uint64(0x8040201008040201)
 CARRY = np.uint64(0x7F7F7F7F7F7F7F7F)
 S56, S7 = np.uint64(56), np.uint64(7)
 
+_apply_keep = common.build(njit(inline="always")).apply_keep
 
-@njit(cache=True, inline="always")
+
+@njit(inline="always")
 def _chunk_keep(keep, b0, m, k0, k1, o0, o1, t32, allk):
-    """keep[0 .. ceil4(m)) (uint8 0/1) for the words of Philox blocks b0 .. (int64)."""
+    """keep[0 .. ceil4(m)) (uint8 0/1) <- the words of Philox blocks b0 .. (int64)."""
     for j in range((m + 3) // 4):
         b = np.uint64(b0 + j)
         w0, w1, w2, w3 = philox4x32_10(b & LO, b >> S32, o0, o1, k0, k1)
@@ -35,7 +40,17 @@ def _chunk_keep(keep, b0, m, k0, k1, o0, o1, t32, allk):
         keep[4 * j + 3] = (w3 >= t32) & allk
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
+def _shifted_keep(keep, b0, r, m, k0, k1, o0, o1, t32, allk):
+    """keep[0 .. m) <- the keep bits of words r .. r+m-1 counted from block b0 (r = start % 4
+    > 0): the chunk's m + r words, less the first r."""
+    words = np.empty(CHUNK + 8, np.uint8)
+    _chunk_keep(words, b0, m + r, k0, k1, o0, o1, t32, allk)
+    for e in range(m):
+        keep[e] = words[r + e]
+
+
+@njit(inline="always")
 def _pad(keep, m):
     """keep[m .. ceil8(m)) = 0: the tail bits of the last mask byte are 0."""
     for e in range(m, (m + 7) // 8 * 8):
@@ -45,31 +60,25 @@ def _pad(keep, m):
 # The chunk loops index slices from 0, never x[e0 + e]: Numba's negative-index wraparound
 # check on a computed index keeps LLVM from vectorizing (5x slower, measured).
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def _pack(mask, keep64):
     """mask <- keep bytes packed: byte i of each uint64 moves 56-7i bits up into the top byte."""
     for k in range(mask.size):
         mask[k] = np.uint8((keep64[k] * PACK) >> S56)
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def _scale(y, x, keep, divisor):
     zero = divisor - divisor
     for e in range(x.size):
-        v = x[e]
-        y[e] = (v if keep[e] else v * zero) / divisor
+        y[e] = _apply_keep(x[e], keep[e], zero, divisor)
 
 
-@njit(cache=True, inline="always")
-def _select(v, q, zero, divisor):
-    return (v if q else v * zero) / divisor
-
-
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def _keep_scale(keep, ys, xs, b0, k0, k1, o0, o1, t32, allk, divisor):
-    """keep and ys = xs * keep / divisor for the whole Philox blocks of a chunk in one loop,
-    blocks from b0 (8% faster than a keep pass then a scale pass: the loads overlap the Philox
-    arithmetic). Returns the elements done."""
+    """keep and ys = xs * keep / divisor for the whole Philox blocks of a chunk, blocks from
+    b0, in one loop (8% faster than a keep pass then a scale pass: the loads overlap the
+    Philox arithmetic). Returns the elements done."""
     zero = divisor - divisor
     for j in range(xs.size // 4):
         b = np.uint64(b0 + j)
@@ -77,23 +86,14 @@ def _keep_scale(keep, ys, xs, b0, k0, k1, o0, o1, t32, allk, divisor):
         q0, q1 = (w0 >= t32) & allk, (w1 >= t32) & allk
         q2, q3 = (w2 >= t32) & allk, (w3 >= t32) & allk
         keep[4 * j], keep[4 * j + 1], keep[4 * j + 2], keep[4 * j + 3] = q0, q1, q2, q3
-        ys[4 * j] = _select(xs[4 * j], q0, zero, divisor)
-        ys[4 * j + 1] = _select(xs[4 * j + 1], q1, zero, divisor)
-        ys[4 * j + 2] = _select(xs[4 * j + 2], q2, zero, divisor)
-        ys[4 * j + 3] = _select(xs[4 * j + 3], q3, zero, divisor)
+        ys[4 * j] = _apply_keep(xs[4 * j], q0, zero, divisor)
+        ys[4 * j + 1] = _apply_keep(xs[4 * j + 1], q1, zero, divisor)
+        ys[4 * j + 2] = _apply_keep(xs[4 * j + 2], q2, zero, divisor)
+        ys[4 * j + 3] = _apply_keep(xs[4 * j + 3], q3, zero, divisor)
     return xs.size // 4 * 4
 
 
-@njit(cache=True, inline="always")
-def _shifted_keep(keep, b0, r, m, k0, k1, o0, o1, t32, allk):
-    """keep[0 .. m) <- the bits of words r .. r+m-1 counted from block b0 (start % 4 = r)."""
-    words = np.empty(CHUNK + 8, np.uint8)
-    _chunk_keep(words, b0, m + r, k0, k1, o0, o1, t32, allk)
-    for e in range(m):
-        keep[e] = words[r + e]
-
-
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def _forward_chunk(c, y, mask, x, k0, k1, o0, o1, t32, allk, divisor, sb, r):
     e0 = c * CHUNK
     m = min(CHUNK, x.size - e0)
@@ -113,7 +113,7 @@ def _forward_chunk(c, y, mask, x, k0, k1, o0, o1, t32, allk, divisor, sb, r):
         _pack(mask[e0 // 8:(e0 + m + 7) // 8], keep64)
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def _mask_chunk(c, mask, n, k0, k1, o0, o1, t32, allk, sb, r):
     e0 = c * CHUNK
     m = min(CHUNK, n - e0)
@@ -127,7 +127,7 @@ def _mask_chunk(c, mask, n, k0, k1, o0, o1, t32, allk, sb, r):
     _pack(mask[e0 // 8:(e0 + m + 7) // 8], keep64)
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def _backward_chunk(c, dx, dy, mask, divisor):
     e0 = c * CHUNK
     m = min(CHUNK, dy.size - e0)
@@ -139,94 +139,61 @@ def _backward_chunk(c, dx, dy, mask, divisor):
     _scale(dx[e0:e0 + m], dy[e0:e0 + m], keep64.view(np.uint8), divisor)
 
 
-# Each kernel twice: over chunks in parallel, and serially for calls below PARALLEL_MIN
-# elements, where waking the thread pool costs more than it saves (far more on a busy
-# machine). Separate functions, not njit(k.py_func) twice: Numba's cache keys a function by
-# its source location, so the two builds would share one cache entry.
+# Each kernel twice: over chunks in parallel, and its serial twin (the same function built with
+# parallel=False, cpu/jit.py) for calls below PARALLEL_MIN elements, where waking the thread
+# pool costs more than it saves (far more on a busy machine).
 PARALLEL_MIN = 32768
 
 
-@njit(parallel=True, cache=True)
+@kernel()
 def _forward_par(y, mask, x, k0, k1, o0, o1, t32, allk, divisor, sb, r):
     for c in prange((x.size + CHUNK - 1) // CHUNK):
         _forward_chunk(c, y, mask, x, k0, k1, o0, o1, t32, allk, divisor, sb, r)
 
 
-@njit(cache=True)
-def _forward_ser(y, mask, x, k0, k1, o0, o1, t32, allk, divisor, sb, r):
-    for c in range((x.size + CHUNK - 1) // CHUNK):
-        _forward_chunk(c, y, mask, x, k0, k1, o0, o1, t32, allk, divisor, sb, r)
-
-
-@njit(parallel=True, cache=True)
+@kernel()
 def _mask_par(mask, n, k0, k1, o0, o1, t32, allk, sb, r):
     for c in prange((n + CHUNK - 1) // CHUNK):
         _mask_chunk(c, mask, n, k0, k1, o0, o1, t32, allk, sb, r)
 
 
-@njit(cache=True)
-def _mask_ser(mask, n, k0, k1, o0, o1, t32, allk, sb, r):
-    for c in range((n + CHUNK - 1) // CHUNK):
-        _mask_chunk(c, mask, n, k0, k1, o0, o1, t32, allk, sb, r)
-
-
-@njit(parallel=True, cache=True)
+@kernel()
 def _backward_par(dx, dy, mask, divisor):
     for c in prange((dy.size + CHUNK - 1) // CHUNK):
         _backward_chunk(c, dx, dy, mask, divisor)
 
 
-@njit(cache=True)
-def _backward_ser(dx, dy, mask, divisor):
-    for c in range((dy.size + CHUNK - 1) // CHUNK):
-        _backward_chunk(c, dx, dy, mask, divisor)
-
-
-@njit(parallel=True, cache=True)
+@kernel()
 def _scale_par(y, x, s):
     for i in prange(x.size):
         y[i] = s * x[i]
 
 
-@njit(cache=True)
-def _scale_ser(y, x, s):
-    for i in range(x.size):
-        y[i] = s * x[i]
-
-
-def _words(seed, offset, threshold):
-    """Key and counter halves as uint64, and the threshold split into a 32-bit compare value and
-    a flag that is 0 when threshold = 2^32 (p = 1: nothing is >= it)."""
-    s, o, t = int(seed), int(offset), int(threshold)
-    return (np.uint64(s & 0xFFFFFFFF), np.uint64(s >> 32), np.uint64(o & 0xFFFFFFFF),
-            np.uint64(o >> 32), np.uint64(min(t, 0xFFFFFFFF)), t <= 0xFFFFFFFF)
-
-
-def _start(start):
-    """start as its Philox block and word, int64 (start < 2^64, so the block < 2^62)."""
-    return np.int64(int(start) >> 2), np.int64(int(start) & 3)
+_forward_ser, _mask_ser = serial_twin(_forward_par), serial_twin(_mask_par)
+_backward_ser, _scale_ser = serial_twin(_backward_par), serial_twin(_scale_par)
 
 
 def dropout_forward(y, mask, x, seed, offset, threshold, divisor, start=0):
     """y (n,) = x (n,) * keep / divisor; mask (ceil(n/8),) uint8 or None <- packed keep;
     element j draws stream index start + j."""
-    kernel = _forward_par if x.size >= PARALLEL_MIN else _forward_ser
-    kernel(y, mask, x, *_words(seed, offset, threshold), x.dtype.type(divisor), *_start(start))
+    run = _forward_par if x.size >= PARALLEL_MIN else _forward_ser
+    run(y, mask, x, *common.key_words(seed, offset, threshold), x.dtype.type(divisor),
+        *common.start_words(start))
 
 
 def dropout_mask(mask, n, seed, offset, threshold, start=0):
     """mask (ceil(n/8),) uint8 <- packed keep bits of n elements from stream index start."""
-    kernel = _mask_par if n >= PARALLEL_MIN else _mask_ser
-    kernel(mask, int(n), *_words(seed, offset, threshold), *_start(start))
+    run = _mask_par if n >= PARALLEL_MIN else _mask_ser
+    run(mask, int(n), *common.key_words(seed, offset, threshold), *common.start_words(start))
 
 
 def dropout_backward(dx, dy, mask, divisor):
     """dx (n,) = dy (n,) * keep / divisor, keep unpacked from mask (ceil(n/8),) uint8."""
-    kernel = _backward_par if dy.size >= PARALLEL_MIN else _backward_ser
-    kernel(dx, dy, mask, dy.dtype.type(divisor))
+    run = _backward_par if dy.size >= PARALLEL_MIN else _backward_ser
+    run(dx, dy, mask, dy.dtype.type(divisor))
 
 
 def dropout_scale(y, x, scale):
     """y (n,) = scale * x (n,): eval mode."""
-    kernel = _scale_par if x.size >= PARALLEL_MIN else _scale_ser
-    kernel(y, x, x.dtype.type(scale))
+    run = _scale_par if x.size >= PARALLEL_MIN else _scale_ser
+    run(y, x, x.dtype.type(scale))

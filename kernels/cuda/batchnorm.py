@@ -4,26 +4,30 @@ x (N, C, L) is viewed as N rows of J = C*L contiguous values; column j belongs t
 j // L. Same deterministic scheme as the CPU backends: one thread per (row chunk, column) sums
 CHUNK_ROWS rows in float64 (two-pass mean and M2 in training; the chunk is re-read from
 L1/L2) into an (n_chunks, J) buffer; a block per 32 channels merges the partials in a fixed
-order (Chan, Golub & LeVeque 1979): 8 fixed chunk ranges in parallel, those in order, then
-the columns of a channel over l; then an elementwise pass. Threads of a warp own consecutive
-columns, so loads are coalesced. Three launches per op; scratch buffers are reused between
-calls (launch and allocation overhead dominate small inputs). Explicit float() casts keep
-the sums in float64 under the simulator too, which follows NumPy's promotion (python float +
-float32 stays float32 there).
+order (Chan, Golub & LeVeque 1979; the formula and the per-channel coefficients are
+kernels/common/batchnorm.py's, shared with the CPU backend): 8 fixed chunk ranges in
+parallel, those in order, then the columns of a channel over l; then an elementwise pass.
+Threads of a warp own consecutive columns, so loads are coalesced. Three launches per op;
+scratch buffers are reused between calls (launch and allocation overhead dominate small
+inputs). Explicit float() casts keep the sums in float64 under the simulator too, which
+follows NumPy's promotion (python float + float32 stays float32 there).
 """
-import math
-
 import numpy as np
 from numba import cuda, float64
 
-from .launch import grid_for
+from ..common import batchnorm as common
+from .launch import MAX_GRID_Y, current_stream, grid_for, grid_y_for, stream_key
 
 CHUNK_ROWS = 128  # rows per partial: the same chunking as the CPU backends
 # merge kernels: a fixed block of _LANES channels x _GROUPS chunk ranges (not tied to the
 # threads-per-block setting, so the merge order, and the bits, never change)
 _LANES = 32
 _GROUPS = 8
-_MAX_GRID_Y = 65535
+
+_b = common.build(cuda.jit(device=True, inline="always"))  # shared with the CPU backend
+_chan_weights, _chan_step, _finish_stats = _b.chan_weights, _b.chan_step, _b.finish_stats
+_coefficients, _eval_stats = _b.coefficients, _b.eval_stats
+_grad_coefficients = _b.grad_coefficients
 
 
 @cuda.jit
@@ -50,13 +54,12 @@ def _stats_partials_kernel(pmean, pm2, x, chunk):
 
 @cuda.jit(device=True)
 def _chan(na, ma, m2a, nb, mb, m2b):
-    """Chan et al.'s merge of (nb, mb, m2b) into (na, ma, m2a); the CPU backends' formula."""
+    """Chan et al.'s merge of (nb, mb, m2b) into (na, ma, m2a): M2a + M2b first, then d*d*w."""
     if nb == 0.0:
         return na, ma, m2a
-    f = nb / (na + nb)
-    w = na * f
-    d = mb - ma
-    return na + nb, ma + d * f, m2a + m2b + d * d * w
+    f, w = _chan_weights(na, nb)
+    ma, dm2 = _chan_step(ma, mb, f, w)
+    return na + nb, ma, m2a + m2b + dm2
 
 
 @cuda.jit
@@ -89,24 +92,8 @@ def _stats_combine_kernel(mean, invstd, rm, rv, cm, cs, cb, pmean, pm2, gamma, b
         cuda.syncthreads()
     if g != 0 or not active:
         return
-    var = m2a / na
-    inv = 1.0 / math.sqrt(var + eps)
-    mean[c] = ma
-    invstd[c] = inv
-    if update:
-        rm[c] = (1.0 - momentum) * float(rm[c]) + momentum * ma
-        rv[c] = (1.0 - momentum) * float(rv[c]) + momentum * var * (na / (na - 1.0))
+    inv = _finish_stats(mean, invstd, rm, rv, c, na, ma, m2a, eps, momentum, update)
     _coefficients(cm, cs, cb, c, nl, mean[c], inv, gamma, beta, has_gamma, has_beta)
-
-
-@cuda.jit(device=True)
-def _coefficients(cm, cs, cb, c, nl, m, inv, gamma, beta, has_gamma, has_beta):
-    g = float(gamma[c]) * inv if has_gamma else inv
-    b = float(beta[c]) if has_beta else 0.0
-    for l in range(nl):
-        cm[c * nl + l] = m
-        cs[c * nl + l] = g
-        cb[c * nl + l] = b
 
 
 @cuda.jit
@@ -115,10 +102,8 @@ def _eval_stats_kernel(mean, invstd, cm, cs, cb, rm, rv, gamma, beta, nl, eps,
     """mean <- rm, invstd <- 1/sqrt(rv + eps) and the per-column coefficients."""
     c = cuda.grid(1)
     if c < mean.size:
-        inv = 1.0 / math.sqrt(float(rv[c]) + eps)
-        mean[c] = rm[c]
-        invstd[c] = inv
-        _coefficients(cm, cs, cb, c, nl, mean[c], inv, gamma, beta, has_gamma, has_beta)
+        _eval_stats(mean, invstd, cm, cs, cb, rm, rv, gamma, beta, c, nl, eps, has_gamma,
+                    has_beta)
 
 
 @cuda.jit
@@ -182,13 +167,8 @@ def _grad_combine_kernel(dgamma, dbeta, cm, c1, c2, c3, psum, pdot, mean, invstd
         cuda.syncthreads()
     if g != 0 or not active:
         return
-    inv = float(invstd[c])
-    dg = dot * inv
-    dgamma[c] = dg
-    dbeta[c] = db
-    k1 = float(gamma[c]) * inv if has_gamma else inv
-    k2 = k1 * db / count if training else 0.0
-    k3 = k1 * inv * dg / count if training else 0.0
+    k1, k2, k3 = _grad_coefficients(dgamma, dbeta, c, db, dot, invstd, gamma, count, training,
+                                    has_gamma)
     for l in range(nl):
         cm[c * nl + l] = mean[c]
         c1[c * nl + l] = k1
@@ -215,8 +195,8 @@ _SCRATCH = {}
 
 
 def _scratch(tag, shape, dtype):
-    """A device buffer reused across calls (all work runs on the default stream, in order)."""
-    key = (tag, tuple(shape), np.dtype(dtype).str)
+    """A device buffer reused across calls, one per stream (launches on a stream run in order)."""
+    key = (tag, tuple(shape), np.dtype(dtype).str, stream_key())
     buf = _SCRATCH.get(key)
     if buf is None:
         if len(_SCRATCH) > 32:
@@ -239,7 +219,7 @@ def _columns(nj, tpb):
 def _elementwise_geometry(n, nj, tpb):
     bx, gx = _columns(nj, tpb)
     by = max(1, tpb // bx)
-    gy = max(1, min(-(-n // by), _MAX_GRID_Y, grid_for(n * nj, tpb) // gx or 1))
+    gy = max(1, min(-(-n // by), MAX_GRID_Y, grid_for(n * nj, tpb) // gx or 1))
     return (gx, gy), (bx, by)
 
 
@@ -249,14 +229,14 @@ def _stats(mean, invstd, cm, cs, cb, rm, rv, x2, gamma, beta, n, nl, eps, moment
     pmean = _scratch("pmean", (nch, nj), np.float64)
     pm2 = _scratch("pm2", (nch, nj), np.float64)
     bx, gx = _columns(nj, tpb)
-    _stats_partials_kernel[(gx, min(nch, _MAX_GRID_Y)), bx](pmean, pm2, x2, CHUNK_ROWS)
+    _stats_partials_kernel[(gx, grid_y_for(nch)), bx, current_stream()](pmean, pm2, x2, CHUNK_ROWS)
     update = rm is not None
     rm, _ = _optional(rm, "rm", x2.dtype)
     rv, _ = _optional(rv, "rv", x2.dtype)
     g, has_g = _optional(gamma, "gamma", x2.dtype)
     b, has_b = _optional(beta, "beta", x2.dtype)
     c = mean.size
-    _stats_combine_kernel[-(-c // _LANES), (_LANES, _GROUPS)](
+    _stats_combine_kernel[-(-c // _LANES), (_LANES, _GROUPS), current_stream()](
         mean, invstd, rm, rv, cm, cs, cb, pmean, pm2, g, b, n, nl, CHUNK_ROWS, float(eps),
         float(momentum), update, has_g, has_b)
 
@@ -273,7 +253,7 @@ def batchnorm_forward_train(y, mean, invstd, running_mean, running_var, x, gamma
     _stats(mean, invstd, cm, cs, cb, running_mean, running_var, x2, gamma, beta, n, nl,
            eps, momentum, threads_per_block)
     grid, block = _elementwise_geometry(n, c * nl, threads_per_block)
-    _normalize_kernel[grid, block](y2, x2, cm, cs, cb)
+    _normalize_kernel[grid, block, current_stream()](y2, x2, cm, cs, cb)
 
 
 def batchnorm_forward_eval(y, mean, invstd, x, running_mean, running_var, gamma, beta, eps,
@@ -287,11 +267,12 @@ def batchnorm_forward_eval(y, mean, invstd, x, running_mean, running_var, gamma,
     cm, cs, cb = (_scratch(t, (c * nl,), x.dtype) for t in ("cm", "cs", "cb"))
     g, has_g = _optional(gamma, "gamma", x.dtype)
     b, has_b = _optional(beta, "beta", x.dtype)
-    _eval_stats_kernel[-(-c // tpb), tpb](mean, invstd, cm, cs, cb, running_mean, running_var,
-                                          g, b, nl, float(eps), has_g, has_b)
+    _eval_stats_kernel[-(-c // tpb), tpb, current_stream()](
+        mean, invstd, cm, cs, cb, running_mean, running_var, g, b, nl, float(eps), has_g, has_b)
     if n:
         grid, block = _elementwise_geometry(n, c * nl, tpb)
-        _normalize_kernel[grid, block](y.reshape(n, c * nl), x.reshape(n, c * nl), cm, cs, cb)
+        _normalize_kernel[grid, block, current_stream()](y.reshape(n, c * nl), x.reshape(n, c * nl),
+                                                          cm, cs, cb)
 
 
 def batchnorm_backward(dx, dgamma, dbeta, dy, x, mean, invstd, gamma, training, *,
@@ -308,12 +289,12 @@ def batchnorm_backward(dx, dgamma, dbeta, dy, x, mean, invstd, gamma, training, 
     cm, c1, c2, c3 = (_scratch(t, (nj,), x.dtype) for t in ("cm", "cs", "cb", "c3"))
     bx, gx = _columns(nj, tpb)
     if nch:
-        _grad_partials_kernel[(gx, min(nch, _MAX_GRID_Y)), bx](psum, pdot, dy2, x2, mean, nl,
-                                                                CHUNK_ROWS)
+        _grad_partials_kernel[(gx, grid_y_for(nch)), bx, current_stream()](psum, pdot, dy2, x2, mean, nl,
+                                                          CHUNK_ROWS)
     g, has_g = _optional(gamma, "gamma", x.dtype)
-    _grad_combine_kernel[-(-c // _LANES), (_LANES, _GROUPS)](
+    _grad_combine_kernel[-(-c // _LANES), (_LANES, _GROUPS), current_stream()](
         dgamma, dbeta, cm, c1, c2, c3, psum[:nch], pdot[:nch], mean, invstd, g, nl,
         float(n * nl), bool(training), has_g)
     if n:
         grid, block = _elementwise_geometry(n, nj, tpb)
-        _grad_input_kernel[grid, block](dx2, dy2, x2, cm, c1, c2, c3)
+        _grad_input_kernel[grid, block, current_stream()](dx2, dy2, x2, cm, c1, c2, c3)

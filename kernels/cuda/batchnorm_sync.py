@@ -10,11 +10,11 @@ through those combine kernels as one chunk of `count` rows per channel.
 import numpy as np
 from numba import cuda, float64
 
-from .batchnorm import (_GROUPS, _LANES, _MAX_GRID_Y, CHUNK_ROWS, _chan, _columns,
-                        _elementwise_geometry, _grad_combine_kernel, _grad_input_kernel,
-                        _grad_partials_kernel, _normalize_kernel, _optional, _scratch,
-                        _stats_combine_kernel, _stats_partials_kernel)
-from .launch import grid_for
+from .batchnorm import (_GROUPS, _LANES, CHUNK_ROWS, _chan, _columns, _elementwise_geometry,
+                        _grad_combine_kernel, _grad_input_kernel, _grad_partials_kernel,
+                        _normalize_kernel, _optional, _scratch, _stats_combine_kernel,
+                        _stats_partials_kernel)
+from .launch import block_for, current_stream, grid_for, grid_y_for
 
 
 @cuda.jit
@@ -93,7 +93,8 @@ def _per_column(tag, v, nl, tpb):
     if nl == 1:
         return v
     out = _scratch(tag, (v.size * nl,), v.dtype)
-    _expand_kernel[grid_for(out.size, tpb), tpb](out, v, nl)
+    tpb = block_for(out.size, tpb)
+    _expand_kernel[grid_for(out.size, tpb), tpb, current_stream()](out, v, nl)
     return out
 
 
@@ -112,10 +113,10 @@ def batchnorm_stats(mean, m2, x, *, threads_per_block):
     nch, (pmean, pm2) = _partials("pmean", "pm2", n, nj)
     bx, gx = _columns(nj, threads_per_block)
     if nch:
-        _stats_partials_kernel[(gx, min(nch, _MAX_GRID_Y)), bx](pmean, pm2, x.reshape(n, nj),
-                                                                 CHUNK_ROWS)
-    _channel_stats_kernel[-(-c // _LANES), (_LANES, _GROUPS)](mean, m2, pmean[:nch], pm2[:nch],
-                                                             n, nl, CHUNK_ROWS)
+        _stats_partials_kernel[(gx, grid_y_for(nch)), bx, current_stream()](
+            pmean, pm2, x.reshape(n, nj), CHUNK_ROWS)
+    _channel_stats_kernel[-(-c // _LANES), (_LANES, _GROUPS), current_stream()](
+        mean, m2, pmean[:nch], pm2[:nch], n, nl, CHUNK_ROWS)
 
 
 def batchnorm_forward_stats(y, mean, invstd, running_mean, running_var, x, gamma, beta,
@@ -133,13 +134,14 @@ def batchnorm_forward_stats(y, mean, invstd, running_mean, running_var, x, gamma
     g, has_g = _optional(gamma, "gamma", x.dtype)
     b, has_b = _optional(beta, "beta", x.dtype)
     # one chunk of `count` rows per channel: the combine's merge then returns (smean, sm2)
-    _stats_combine_kernel[-(-c // _LANES), (_LANES, _GROUPS)](
+    _stats_combine_kernel[-(-c // _LANES), (_LANES, _GROUPS), current_stream()](
         mean, invstd, rm, rv, cm, cs, cb, smean.reshape(1, c), sm2.reshape(1, c), g, b,
         int(count), 1, int(count), float(eps), float(momentum), update, has_g, has_b)
     if n:
         cm, cs, cb = (_per_column(t, v, nl, tpb) for t, v in (("cm", cm), ("cs", cs), ("cb", cb)))
         grid, block = _elementwise_geometry(n, c * nl, tpb)
-        _normalize_kernel[grid, block](y.reshape(n, c * nl), x.reshape(n, c * nl), cm, cs, cb)
+        _normalize_kernel[grid, block, current_stream()](y.reshape(n, c * nl),
+                                                         x.reshape(n, c * nl), cm, cs, cb)
 
 
 def batchnorm_grad_sums(dsum, ddot, dy, x, mean, *, threads_per_block):
@@ -151,9 +153,10 @@ def batchnorm_grad_sums(dsum, ddot, dy, x, mean, *, threads_per_block):
     nch, (psum, pdot) = _partials("pmean", "pm2", n, nj)
     bx, gx = _columns(nj, threads_per_block)
     if nch:
-        _grad_partials_kernel[(gx, min(nch, _MAX_GRID_Y)), bx](
+        _grad_partials_kernel[(gx, grid_y_for(nch)), bx, current_stream()](
             psum, pdot, dy.reshape(n, nj), x.reshape(n, nj), mean, nl, CHUNK_ROWS)
-    _channel_sums_kernel[-(-c // _LANES), (_LANES, _GROUPS)](dsum, ddot, psum[:nch], pdot[:nch], nl)
+    _channel_sums_kernel[-(-c // _LANES), (_LANES, _GROUPS), current_stream()](
+        dsum, ddot, psum[:nch], pdot[:nch], nl)
 
 
 def batchnorm_backward_sums(dx, dgamma, dbeta, dy, x, mean, invstd, gamma, gsum, gdot, count,
@@ -166,12 +169,12 @@ def batchnorm_backward_sums(dx, dgamma, dbeta, dy, x, mean, invstd, gamma, gsum,
         return
     cm, c1, c2, c3 = (_scratch(t, (c,), x.dtype) for t in ("cm1", "cs1", "cb1", "c31"))
     g, has_g = _optional(gamma, "gamma", x.dtype)
-    _grad_combine_kernel[-(-c // _LANES), (_LANES, _GROUPS)](
+    _grad_combine_kernel[-(-c // _LANES), (_LANES, _GROUPS), current_stream()](
         dgamma, dbeta, cm, c1, c2, c3, gsum.reshape(1, c), gdot.reshape(1, c), mean, invstd, g,
         1, float(count), True, has_g)
     if n:
         cm, c1, c2, c3 = (_per_column(t, v, nl, tpb)
                           for t, v in (("cm", cm), ("cs", c1), ("cb", c2), ("c3", c3)))
         grid, block = _elementwise_geometry(n, c * nl, tpb)
-        _grad_input_kernel[grid, block](dx.reshape(n, c * nl), dy.reshape(n, c * nl),
-                                        x.reshape(n, c * nl), cm, c1, c2, c3)
+        _grad_input_kernel[grid, block, current_stream()](
+            dx.reshape(n, c * nl), dy.reshape(n, c * nl), x.reshape(n, c * nl), cm, c1, c2, c3)

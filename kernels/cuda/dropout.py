@@ -6,24 +6,31 @@ global memory (consecutive threads, consecutive bytes) and to shared memory. Pha
 scales elements t, t + blockDim, ... reading its bit from shared memory, so every load and
 store of x and y is coalesced (a thread-per-byte loop would make each warp access touch 32
 sectors, 8x the L1 / L2 transactions). Every mask byte has one writer and the result does not
-depend on the grid or block size. y = x * keep / divisor is written as a select (x or x*0) so
-it rounds exactly as NumPy's x * keep / divisor.
+depend on the grid or block size. An element becomes common.apply_keep's select, as on the
+CPU (kernels/common/dropout.py).
 
-`start` (the stream index of element 0) enters as its Philox block `sb = start // 4` and word
-`r = start % 4`: mask byte k covers stream words 8k + r .. 8k + r + 7, which lie in blocks
-sb + 2k .. sb + 2k + 2; a third block is generated only when r > 0.
+`start` enters as its Philox block sb and word r (common.start_words): mask byte k covers
+stream words 4*sb + r + 8k .. + 7, which lie in blocks sb + 2k .. sb + 2k + 2; the third
+block is generated only when r > 0.
 """
 import numpy as np
 from numba import cuda, uint8
 
-from .launch import grid_for
-from .philox import LO, S32, philox4x32_10
+from ..common import dropout as common
+from ..common.philox import LO, S32
+from .launch import block_for, current_stream, grid_for
+from .philox import philox4x32_10
 
 MAX_THREADS = 1024  # shared bytes per block: one mask byte per thread of the largest block
+
+_apply_keep = common.build(cuda.jit(device=True, inline="always")).apply_keep
+
+
 @cuda.jit(device=True, inline=True)
-def _keep_nibble(b, k0, k1, o0, o1, t32, allk):
-    """The 4 keep bits of Philox block b (uint64)."""
-    w0, w1, w2, w3 = philox4x32_10(b & LO, b >> S32, o0, o1, k0, k1)
+def _nibble(b, k0, k1, o0, o1, t32, allk):
+    """The 4 keep bits of Philox block b (int64), word i in bit i."""
+    u = np.uint64(b)
+    w0, w1, w2, w3 = philox4x32_10(u & LO, u >> S32, o0, o1, k0, k1)
     return ((w0 >= t32) | ((w1 >= t32) << 1) | ((w2 >= t32) << 2) | ((w3 >= t32) << 3)) * allk
 
 
@@ -31,13 +38,10 @@ def _keep_nibble(b, k0, k1, o0, o1, t32, allk):
 def _keep_byte(k, n, k0, k1, o0, o1, t32, allk, sb, r):
     """Packed keep bits of elements 8k .. 8k+7 (bits past n are 0); element i draws stream
     word 4*sb + r + i."""
-    b = sb + np.uint64(2 * k)
-    byte = _keep_nibble(b, k0, k1, o0, o1, t32, allk)
-    byte |= _keep_nibble(b + np.uint64(1), k0, k1, o0, o1, t32, allk) << 4
-    if r:
-        byte |= _keep_nibble(b + np.uint64(2), k0, k1, o0, o1, t32, allk) << 8
-        byte >>= r
-    byte &= 0xFF
+    b = sb + 2 * k
+    byte = _nibble(b, k0, k1, o0, o1, t32, allk) | (_nibble(b + 1, k0, k1, o0, o1, t32, allk) << 4)
+    if r:  # the byte starts r words into block b: 12 bits from 3 blocks, shifted
+        byte = (((_nibble(b + 2, k0, k1, o0, o1, t32, allk) << 8) | byte) >> r) & 0xFF
     last = n - 8 * k  # valid elements in this byte
     if last < 8:
         byte &= (1 << last) - 1
@@ -61,12 +65,11 @@ def _tile(y, mask, x, smask, tile, k0, k1, o0, o1, t32, allk, divisor, sb, r):
             mask[k] = byte
     cuda.syncthreads()
     zero = divisor - divisor
-    for r in range(8):
-        local = r * tpb + t
+    for i in range(8):
+        local = i * tpb + t
         e = tile * tpb * 8 + local
         if e < n:
-            v = x[e]
-            y[e] = (v if _keep(smask[local >> 3], local & 7) else v * zero) / divisor
+            y[e] = _apply_keep(x[e], _keep(smask[local >> 3], local & 7), zero, divisor)
     cuda.syncthreads()  # smask is rewritten by the next tile
 
 
@@ -90,8 +93,7 @@ def _backward_kernel(dx, dy, mask, divisor):
     start, stride = cuda.grid(1), cuda.gridsize(1)
     zero = divisor - divisor
     for e in range(start, dy.size, stride):  # one element per thread: coalesced
-        v = dy[e]
-        dx[e] = (v if _keep(mask[e >> 3], e & 7) else v * zero) / divisor
+        dx[e] = _apply_keep(dy[e], _keep(mask[e >> 3], e & 7), zero, divisor)
 
 
 @cuda.jit
@@ -102,20 +104,15 @@ def _scale_kernel(y, x, s):
 
 
 def _words(seed, offset, threshold):
-    """Key and counter halves, and the threshold as a 32-bit compare value plus a flag that is 0
-    when threshold = 2^32 (p = 1: nothing is >= it)."""
-    s, o, t = int(seed), int(offset), int(threshold)
-    return (np.uint64(s & 0xFFFFFFFF), np.uint64(s >> 32), np.uint64(o & 0xFFFFFFFF),
-            np.uint64(o >> 32), np.uint64(min(t, 0xFFFFFFFF)), np.int64(t <= 0xFFFFFFFF))
-
-
-def _start(start):
-    """start as its Philox block (uint64) and word (int64)."""
-    return np.uint64(int(start) >> 2), np.int64(int(start) & 3)
+    """common.key_words with the p = 1 flag as an int64 (it multiplies the keep bits)."""
+    *words, allk = common.key_words(seed, offset, threshold)
+    return (*words, np.int64(allk))
 
 
 def _grid(n, threads_per_block):
-    return grid_for((n + 7) // 8, threads_per_block), threads_per_block
+    """One thread per mask byte."""
+    tpb = block_for((n + 7) // 8, threads_per_block)
+    return grid_for((n + 7) // 8, tpb), tpb, current_stream()
 
 
 def dropout_forward(y, mask, x, seed, offset, threshold, divisor, start=0, *, threads_per_block):
@@ -126,7 +123,8 @@ def dropout_forward(y, mask, x, seed, offset, threshold, divisor, start=0, *, th
     if threads_per_block > MAX_THREADS:
         raise ValueError(f"threads_per_block must be <= {MAX_THREADS}; got {threads_per_block}")
     words, d = _words(seed, offset, threshold), x.dtype.type(divisor)
-    _forward_kernel[_grid(x.size, threads_per_block)](y, mask, x, *words, d, *_start(start))
+    _forward_kernel[_grid(x.size, threads_per_block)](y, mask, x, *words, d,
+                                                      *common.start_words(start))
 
 
 def dropout_mask(mask, n, seed, offset, threshold, start=0, *, threads_per_block):
@@ -134,17 +132,18 @@ def dropout_mask(mask, n, seed, offset, threshold, start=0, *, threads_per_block
     device array."""
     if n:
         _mask_kernel[_grid(n, threads_per_block)](mask, np.int64(n), *_words(seed, offset, threshold),
-                                                  *_start(start))
+                                                  *common.start_words(start))
 
 
 def dropout_backward(dx, dy, mask, divisor, *, threads_per_block):
     """dx (n,) = dy (n,) * keep / divisor, keep unpacked from mask (ceil(n/8),); device arrays."""
     if dy.size:
-        grid = grid_for(dy.size, threads_per_block)
-        _backward_kernel[grid, threads_per_block](dx, dy, mask, dy.dtype.type(divisor))
+        tpb = block_for(dy.size, threads_per_block)
+        _backward_kernel[grid_for(dy.size, tpb), tpb, current_stream()](dx, dy, mask, dy.dtype.type(divisor))
 
 
 def dropout_scale(y, x, scale, *, threads_per_block):
     """y (n,) = scale * x (n,): eval mode; device arrays."""
     if x.size:
-        _scale_kernel[grid_for(x.size, threads_per_block), threads_per_block](y, x, x.dtype.type(scale))
+        tpb = block_for(x.size, threads_per_block)
+        _scale_kernel[grid_for(x.size, tpb), tpb, current_stream()](y, x, x.dtype.type(scale))

@@ -1,7 +1,7 @@
 """Bandwidth probe (STREAM copy and triad) for the CUDA backend: grid-stride loops."""
 from numba import cuda
 
-from .launch import grid_for
+from .launch import block_for, current_stream, grid_for
 
 
 @cuda.jit
@@ -21,11 +21,12 @@ def _triad_kernel(a, b, c, s):
 def stream_copy(dst, src, *, threads_per_block):
     """dst (n,) <- src (n,), device arrays."""
     if src.size:
-        _copy_kernel[grid_for(src.size, threads_per_block), threads_per_block](dst, src)
+        tpb = block_for(src.size, threads_per_block)
+        _copy_kernel[grid_for(src.size, tpb), tpb, current_stream()](dst, src)
 
 
 def stream_triad(a, b, c, scalar, *, threads_per_block):
     """a (n,) <- b (n,) + scalar * c (n,), device arrays."""
     if a.size:
-        s = a.dtype.type(scalar)
-        _triad_kernel[grid_for(a.size, threads_per_block), threads_per_block](a, b, c, s)
+        s, tpb = a.dtype.type(scalar), block_for(a.size, threads_per_block)
+        _triad_kernel[grid_for(a.size, tpb), tpb, current_stream()](a, b, c, s)

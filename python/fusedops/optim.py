@@ -39,11 +39,12 @@ def _is_param_object(p) -> bool:
 
 
 class _Optimizer:
-    """Groups, validation, the step plan and state handling; subclasses name their kernel, its
-    state buffers (`_slots`, in kernel argument order) and their hyperparameters."""
+    """Groups, validation, the step plan and state handling; subclasses declare their kernel
+    (fusedops.ops.optim.SGD_UPDATE, ...), its state buffers (`_slots`, in kernel argument order)
+    and their hyperparameters."""
 
     _slots: tuple = ()
-    _kernel: str = ""
+    _kernel = None
 
     def __init__(self, params, defaults: dict, backend=None):
         self.defaults = dict(defaults)
@@ -104,8 +105,7 @@ class _Optimizer:
             return False
         for grp, idx, arrays, scalars in plan:
             scalars = self._with_step(scalars, int(grp.steps[idx[0]]) + 1)
-            launch(self._backend, "optim", self._kernel, arrays,
-                   writes=tuple(range(len(arrays) - 1)), scalars=scalars)
+            launch(self._backend, self._kernel, arrays, scalars=scalars)
             grp.steps[idx] += 1
         return True
 
@@ -225,14 +225,14 @@ class _Optimizer:
         grads = [arrays[-1] for _, _, arrays, _ in plan]
         device = self._backend == "cuda" and any(is_device_array(g) for g in grads)
         count = full(1, np.int64, device, 0)
-        _ops._count_nonfinite(self._backend, grads, count)
+        _ops.count_nonfinite(self._backend, grads, count)
         return int(host_copy(count)[0]) > 0
 
 
 class SGD(_Optimizer):
     """SGD with optional (Nesterov) momentum, L2 (`weight_decay`) and L1 (`l1`) terms."""
 
-    _slots, _kernel = ("momentum_buffer",), "sgd_update"
+    _slots, _kernel = ("momentum_buffer",), _ops.SGD_UPDATE
 
     def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0, l1=0.0, *,
                  backend=None):
@@ -243,14 +243,14 @@ class SGD(_Optimizer):
         return self._slots if group["momentum"] > 0 else ()
 
     def _scalars(self, group, step):
-        return _ops._sgd_scalars(group["lr"], group["momentum"], group["nesterov"],
+        return _ops.sgd_scalars(group["lr"], group["momentum"], group["nesterov"],
                                  group["weight_decay"], group["l1"])
 
 
 class Adagrad(_Optimizer):
     """AdaGrad (Duchi et al. 2011) as torch.optim.Adagrad without lr decay."""
 
-    _slots, _kernel = ("sum",), "adagrad_update"
+    _slots, _kernel = ("sum",), _ops.ADAGRAD_UPDATE
 
     def __init__(self, params, lr, eps=1e-10, weight_decay=0.0, l1=0.0, eps_inside_sqrt=False,
                  initial_accumulator_value=0.0, *, backend=None):
@@ -263,14 +263,14 @@ class Adagrad(_Optimizer):
         return self._initial
 
     def _scalars(self, group, step):
-        return _ops._adagrad_scalars(group["lr"], group["eps"], group["eps_inside_sqrt"],
+        return _ops.adagrad_scalars(group["lr"], group["eps"], group["eps_inside_sqrt"],
                                      group["weight_decay"], group["l1"])
 
 
 class RMSprop(_Optimizer):
     """RMSprop as torch.optim.RMSprop: optional momentum and centered variants."""
 
-    _slots, _kernel = ("square_avg", "momentum_buffer", "grad_avg"), "rmsprop_update"
+    _slots, _kernel = ("square_avg", "momentum_buffer", "grad_avg"), _ops.RMSPROP_UPDATE
 
     def __init__(self, params, lr, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
                  centered=False, l1=0.0, eps_inside_sqrt=False, *, backend=None):
@@ -283,7 +283,7 @@ class RMSprop(_Optimizer):
                                                        bool(group["centered"]))) if on)
 
     def _scalars(self, group, step):
-        return _ops._rmsprop_scalars(group["lr"], group["alpha"], group["eps"],
+        return _ops.rmsprop_scalars(group["lr"], group["alpha"], group["eps"],
                                      group["eps_inside_sqrt"], group["momentum"], group["centered"],
                                      group["weight_decay"], group["l1"])
 
@@ -292,7 +292,7 @@ class Adam(_Optimizer):
     """Adam (Kingma & Ba 2015) with coupled L2 `weight_decay`, `l1`, AMSGrad and the
     lecture-notes eps placement as options."""
 
-    _slots, _kernel = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"), "adam_update"
+    _slots, _kernel = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"), _ops.ADAM_UPDATE
     _decoupled = False
 
     def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, l1=0.0,
@@ -313,7 +313,7 @@ class Adam(_Optimizer):
         betas = group["betas"]
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2); got {betas!r}")
-        return _ops._adam_scalars(step, group["lr"], betas[0], betas[1], group["eps"],
+        return _ops.adam_scalars(step, group["lr"], betas[0], betas[1], group["eps"],
                                   group["eps_inside_sqrt"], group["weight_decay"], group["l1"],
                                   self._decoupled, group["amsgrad"])
 

@@ -25,7 +25,9 @@ from __future__ import annotations
 import numpy as np
 
 from .._arrays import empty
-from .._dispatch import launch
+from .._dispatch import (BATCHNORM_BACKWARD, BATCHNORM_BACKWARD_SUMS, BATCHNORM_FORWARD_EVAL,
+                         BATCHNORM_FORWARD_STATS, BATCHNORM_FORWARD_TRAIN, BATCHNORM_GRAD_SUMS,
+                         BATCHNORM_STATS, launch)
 from ..backends import resolve_backend
 from ..checks import check_array, check_bool, check_int, check_like, check_no_overlap, check_real
 
@@ -101,19 +103,17 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, *, training: bo
     mean, invstd = _empty(xi.device, (c,), xi.dtype), _empty(xi.device, (c,), xi.dtype)
     x3, y3 = x.reshape(n, c, nl), out.reshape(n, c, nl)
     if batch_stats is not None:
-        status = launch(be, "batchnorm_sync", "batchnorm_forward_stats",
+        status = launch(be, BATCHNORM_FORWARD_STATS,
                         (y3, mean, invstd, running_mean, running_var, x3, gamma, beta, *stats[:2]),
-                        writes=(0, 1, 2, 3, 4), sizes=(n, c, nl), scalars=(stats[2], eps, momentum),
-                        flat=False, dtype=xi.dtype)
+                        sizes=(n, c, nl), scalars=(stats[2], eps, momentum), dtype=xi.dtype)
     elif training or running_mean is None:
         rm, rv = (running_mean, running_var) if training else (None, None)
-        status = launch(be, "batchnorm", "batchnorm_forward_train",
-                        (y3, mean, invstd, rm, rv, x3, gamma, beta), writes=(0, 1, 2, 3, 4),
-                        sizes=(n, c, nl), scalars=(eps, momentum), flat=False)
+        status = launch(be, BATCHNORM_FORWARD_TRAIN, (y3, mean, invstd, rm, rv, x3, gamma, beta),
+                        sizes=(n, c, nl), scalars=(eps, momentum))
     else:
-        status = launch(be, "batchnorm", "batchnorm_forward_eval",
+        status = launch(be, BATCHNORM_FORWARD_EVAL,
                         (y3, mean, invstd, x3, running_mean, running_var, gamma, beta),
-                        writes=(0, 1, 2), sizes=(n, c, nl), scalars=(eps,), flat=False)
+                        sizes=(n, c, nl), scalars=(eps,))
     _c_status(status)
     return out, mean, invstd
 
@@ -153,17 +153,16 @@ def batchnorm_backward(dy, x, gamma, mean, invstd, *, training: bool = True, out
                                         "invstd": invstd})
     dgamma, dbeta = _empty(xi.device, (c,), xi.dtype), _empty(xi.device, (c,), xi.dtype)
     if grad_sums is not None:
-        status = launch(be, "batchnorm_sync", "batchnorm_backward_sums",
+        status = launch(be, BATCHNORM_BACKWARD_SUMS,
                         (dx.reshape(n, c, nl), dgamma, dbeta, dy.reshape(n, c, nl),
                          x.reshape(n, c, nl), mean, invstd, gamma, *sums[:2]),
-                        writes=(0, 1, 2), sizes=(n, c, nl), scalars=(sums[2],), flat=False,
-                        dtype=xi.dtype)
+                        sizes=(n, c, nl), scalars=(sums[2],), dtype=xi.dtype)
         _c_status(status)
         return dx, dgamma, dbeta
-    status = launch(be, "batchnorm", "batchnorm_backward",
+    status = launch(be, BATCHNORM_BACKWARD,
                     (dx.reshape(n, c, nl), dgamma, dbeta, dy.reshape(n, c, nl),
                      x.reshape(n, c, nl), mean, invstd, gamma),
-                    writes=(0, 1, 2), sizes=(n, c, nl), scalars=(int(training),), flat=False)
+                    sizes=(n, c, nl), scalars=(int(training),))
     _c_status(status)
     return dx, dgamma, dbeta
 
@@ -209,8 +208,8 @@ def batchnorm_stats(x, *, backend=None):
     be = resolve_backend(backend, x)
     xi, n, c, nl = _check_input("x", x)
     mean, m2 = _empty(xi.device, (c,), np.float64), _empty(xi.device, (c,), np.float64)
-    status = launch(be, "batchnorm_sync", "batchnorm_stats", (mean, m2, x.reshape(n, c, nl)),
-                    writes=(0, 1), sizes=(n, c, nl), flat=False, dtype=xi.dtype)
+    status = launch(be, BATCHNORM_STATS, (mean, m2, x.reshape(n, c, nl)), sizes=(n, c, nl),
+                    dtype=xi.dtype)
     _c_status(status)
     return mean, m2
 
@@ -252,8 +251,8 @@ def batchnorm_grad_sums(dy, x, mean, *, backend=None):
         raise TypeError("mean must be the array batchnorm_forward returned; got None")
     _check_vector("mean", mean, "x", xi, c)
     dsum, ddot = _empty(xi.device, (c,), np.float64), _empty(xi.device, (c,), np.float64)
-    status = launch(be, "batchnorm_sync", "batchnorm_grad_sums",
+    status = launch(be, BATCHNORM_GRAD_SUMS,
                     (dsum, ddot, dy.reshape(n, c, nl), x.reshape(n, c, nl), mean),
-                    writes=(0, 1), sizes=(n, c, nl), flat=False, dtype=xi.dtype)
+                    sizes=(n, c, nl), dtype=xi.dtype)
     _c_status(status)
     return dsum, ddot

@@ -18,6 +18,7 @@ import math
 import numpy as np
 
 from .._arrays import empty, host_array, is_device_array
+from .._dispatch import DROPOUT_BACKWARD, DROPOUT_FORWARD, DROPOUT_MASK, DROPOUT_SCALE, PHILOX4X32
 from .._dispatch import launch
 from ..backends import resolve_backend
 from ..checks import check_array, check_bool, check_int, check_like, check_no_overlap, check_real
@@ -88,7 +89,7 @@ def philox4x32(counter, key, *, backend=None) -> np.ndarray:
     key = np.ascontiguousarray(key, np.uint32)
     out = np.empty(counter.shape, np.uint32)
     n = counter.size // 4
-    launch(be, "philox", "philox4x32", (out, counter, key), writes=(0,), sizes=(n,))
+    launch(be, PHILOX4X32, (out, counter, key), sizes=(n,))
     return out
 
 
@@ -117,10 +118,10 @@ def dropout_forward(x, p, *, seed, offset=0, mode="inverted", training=True, out
     y = _empty(x, info.shape, info.dtype) if out is None else out
     if not training:
         scale = 1.0 if mode == "inverted" else 1.0 - p
-        launch(be, "dropout", "dropout_scale", (y, x), writes=(0,), scalars=(scale,))
+        launch(be, DROPOUT_SCALE, (y, x), scalars=(scale,))
         return y, None
     mask = _empty(x, (_mask_len(n),), np.uint8) if return_mask else None
-    launch(be, "dropout", "dropout_forward", (y, mask, x), writes=(0, 1), sizes=(n,),
+    launch(be, DROPOUT_FORWARD, (y, mask, x), sizes=(n,),
            scalars=(seed, offset, _threshold(p), _divisor(p, mode), start))
     return y, mask
 
@@ -158,10 +159,9 @@ def dropout_backward(dy, *, p, mask=None, seed=None, offset=0, mode="inverted", 
     dx = _empty(dy, info.shape, info.dtype) if out is None else out
     divisor = _divisor(p, mode)
     if mask is not None:
-        launch(be, "dropout", "dropout_backward", (dx, dy, mask), writes=(0,), sizes=(n,),
-               scalars=(divisor,))
+        launch(be, DROPOUT_BACKWARD, (dx, dy, mask), sizes=(n,), scalars=(divisor,))
     else:  # the forward kernel with no mask output: the same keep bits, applied to dy
-        launch(be, "dropout", "dropout_forward", (dx, None, dy), writes=(0,), sizes=(n,),
+        launch(be, DROPOUT_FORWARD, (dx, None, dy), sizes=(n,),
                scalars=(seed, offset, _threshold(p), divisor, start))
     return dx
 
@@ -186,8 +186,7 @@ def dropout_mask(shape, p, *, seed, offset=0, backend=None, start=0) -> np.ndarr
     n = math.prod(shape)
     start = _check_start(start, n)
     mask = np.empty(_mask_len(n), np.uint8)
-    launch(be, "dropout", "dropout_mask", (mask,), writes=(0,), sizes=(),
-           scalars=(n, seed, offset, _threshold(p), start))
+    launch(be, DROPOUT_MASK, (mask,), sizes=(), scalars=(n, seed, offset, _threshold(p), start))
     return mask
 
 

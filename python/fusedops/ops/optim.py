@@ -6,13 +6,15 @@ PyTorch (DESIGN.md "Optimizer steps", fusedops.reference.optim). `weight_decay` 
 coefficient added to the gradient, except for `adam_step(..., decoupled=True)` (AdamW), where it
 shrinks the parameter by `1 - lr*weight_decay` first; `l1` adds `l1*sign(w)` to the gradient.
 
-A bad call raises before any kernel runs and changes nothing. The `_*_scalars` helpers validate
-hyperparameters and return the kernel's scalar arguments; fusedops.optim reuses them.
+A bad call raises before any kernel runs and changes nothing. The `*_scalars` helpers validate
+hyperparameters and return the kernel's scalar arguments; fusedops.optim reuses them, with the
+kernel declarations (SGD_UPDATE, ...) and count_nonfinite.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .._dispatch import ADAGRAD_UPDATE, ADAM_UPDATE, NONFINITE_COUNT, RMSPROP_UPDATE, SGD_UPDATE
 from .._dispatch import launch
 from ..backends import resolve_backend
 from ..checks import check_array, check_bool, check_int, check_like, check_no_overlap, check_real
@@ -40,7 +42,7 @@ def _require(name, buf, why):
         raise ValueError(f"{name} is required {why}")
 
 
-def _sgd_scalars(lr, momentum, nesterov, weight_decay, l1):
+def sgd_scalars(lr, momentum, nesterov, weight_decay, l1):
     lr, momentum = _nonneg("lr", lr), _nonneg("momentum", momentum)
     nesterov = check_bool("nesterov", nesterov)
     if nesterov and momentum == 0.0:
@@ -48,19 +50,19 @@ def _sgd_scalars(lr, momentum, nesterov, weight_decay, l1):
     return lr, momentum, nesterov, _nonneg("weight_decay", weight_decay), _nonneg("l1", l1)
 
 
-def _adagrad_scalars(lr, eps, eps_inside_sqrt, weight_decay, l1):
+def adagrad_scalars(lr, eps, eps_inside_sqrt, weight_decay, l1):
     return (_nonneg("lr", lr), _nonneg("eps", eps), check_bool("eps_inside_sqrt", eps_inside_sqrt),
             _nonneg("weight_decay", weight_decay), _nonneg("l1", l1))
 
 
-def _rmsprop_scalars(lr, alpha, eps, eps_inside_sqrt, momentum, centered, weight_decay, l1):
+def rmsprop_scalars(lr, alpha, eps, eps_inside_sqrt, momentum, centered, weight_decay, l1):
     check_bool("centered", centered)
     return (_nonneg("lr", lr), check_real("alpha", alpha, lo=0.0, hi=1.0), _nonneg("eps", eps),
             check_bool("eps_inside_sqrt", eps_inside_sqrt), _nonneg("momentum", momentum),
             _nonneg("weight_decay", weight_decay), _nonneg("l1", l1))
 
 
-def _adam_scalars(step, lr, beta1, beta2, eps, eps_inside_sqrt, weight_decay, l1, decoupled, amsgrad):
+def adam_scalars(step, lr, beta1, beta2, eps, eps_inside_sqrt, weight_decay, l1, decoupled, amsgrad):
     """Kernel scalars (lr, beta1, beta2, eps, eps_inside_sqrt, decay, l2, l1, c1, c2), with the
     bias corrections c = 1 - beta^step computed here, once, in float64."""
     step = check_int("step", step, lo=1)
@@ -80,13 +82,13 @@ def sgd_step(param, grad, momentum_buf=None, *, lr, momentum=0.0, nesterov=False
     (Nesterov: w -= lr*(g' + momentum*h)). `momentum_buf` (like param) is required when
     momentum > 0 and left untouched otherwise. Returns param."""
     be = resolve_backend(backend, param, grad, momentum_buf)
-    scalars = _sgd_scalars(lr, momentum, nesterov, weight_decay, l1)
+    scalars = sgd_scalars(lr, momentum, nesterov, weight_decay, l1)
     h = None
     if scalars[1] > 0.0:
         _require("momentum_buf", momentum_buf, "when momentum > 0")
         h = momentum_buf
     _check_state(param, grad, {"momentum_buf": h})
-    launch(be, "optim", "sgd_update", (param, h, grad), writes=(0, 1), scalars=scalars)
+    launch(be, SGD_UPDATE, (param, h, grad), scalars=scalars)
     return param
 
 
@@ -95,10 +97,10 @@ def adagrad_step(param, grad, sum_sq, *, lr, eps=1e-10, weight_decay=0.0, l1=0.0
     """One AdaGrad step: s += g'^2; w -= lr*g'/(sqrt(s) + eps) (or sqrt(s + eps) with
     eps_inside_sqrt). Returns param."""
     be = resolve_backend(backend, param, grad, sum_sq)
-    scalars = _adagrad_scalars(lr, eps, eps_inside_sqrt, weight_decay, l1)
+    scalars = adagrad_scalars(lr, eps, eps_inside_sqrt, weight_decay, l1)
     _require("sum_sq", sum_sq, "(the running sum of squared gradients)")
     _check_state(param, grad, {"sum_sq": sum_sq})
-    launch(be, "optim", "adagrad_update", (param, sum_sq, grad), writes=(0, 1), scalars=scalars)
+    launch(be, ADAGRAD_UPDATE, (param, sum_sq, grad), scalars=scalars)
     return param
 
 
@@ -109,7 +111,7 @@ def rmsprop_step(param, grad, square_avg, momentum_buf=None, grad_avg=None, *, l
     sqrt(s) + eps, or sqrt(s - ga^2) + eps when centered (grad_avg required); with momentum > 0
     (momentum_buf required) h = momentum*h + g'/denom, w -= lr*h. Returns param."""
     be = resolve_backend(backend, param, grad, square_avg, momentum_buf, grad_avg)
-    scalars = _rmsprop_scalars(lr, alpha, eps, eps_inside_sqrt, momentum, centered, weight_decay, l1)
+    scalars = rmsprop_scalars(lr, alpha, eps, eps_inside_sqrt, momentum, centered, weight_decay, l1)
     h = momentum_buf if scalars[4] > 0.0 else None
     ga = grad_avg if centered else None
     _require("square_avg", square_avg, "(the running average of squared gradients)")
@@ -118,8 +120,7 @@ def rmsprop_step(param, grad, square_avg, momentum_buf=None, grad_avg=None, *, l
     if centered:
         _require("grad_avg", ga, "when centered=True")
     _check_state(param, grad, {"square_avg": square_avg, "momentum_buf": h, "grad_avg": ga})
-    launch(be, "optim", "rmsprop_update", (param, square_avg, h, ga, grad), writes=(0, 1, 2, 3),
-           scalars=scalars)
+    launch(be, RMSPROP_UPDATE, (param, square_avg, h, ga, grad), scalars=scalars)
     return param
 
 
@@ -130,7 +131,7 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq=None, *, step, lr
     w -= lr*(m/c1)/(sqrt(v/c2) + eps). decoupled=True is AdamW; amsgrad=True uses and updates
     max_exp_avg_sq (required then). Returns param."""
     be = resolve_backend(backend, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq)
-    scalars = _adam_scalars(step, lr, beta1, beta2, eps, eps_inside_sqrt, weight_decay, l1,
+    scalars = adam_scalars(step, lr, beta1, beta2, eps, eps_inside_sqrt, weight_decay, l1,
                             decoupled, amsgrad)
     vmax = max_exp_avg_sq if amsgrad else None
     for name, buf in (("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq)):
@@ -139,14 +140,12 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq=None, *, step, lr
         _require("max_exp_avg_sq", vmax, "when amsgrad=True")
     _check_state(param, grad, {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq,
                                "max_exp_avg_sq": vmax})
-    launch(be, "optim", "adam_update", (param, exp_avg, exp_avg_sq, vmax, grad),
-           writes=(0, 1, 2, 3), scalars=scalars)
+    launch(be, ADAM_UPDATE, (param, exp_avg, exp_avg_sq, vmax, grad), scalars=scalars)
     return param
 
 
-def _count_nonfinite(be, grads, count) -> None:
+def count_nonfinite(be, grads, count) -> None:
     """count[0] += NaN/Inf entries over the (checked) gradient arrays `grads`; `count` is an int64
     array of shape (1,) on the host, or on the device for the cuda backend (one read-back)."""
     for g in grads:
-        launch(be, "optim", "nonfinite_count", (count, g), writes=(0,), sizes=(g.size,),
-               dtype=np.dtype(g.dtype))
+        launch(be, NONFINITE_COUNT, (count, g), sizes=(g.size,), dtype=np.dtype(g.dtype))

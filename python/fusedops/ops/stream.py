@@ -1,7 +1,7 @@
 """Bandwidth probe ops: STREAM copy (b = a) and triad (a = b + s*c)."""
 from __future__ import annotations
 
-from .._dispatch import launch
+from .._dispatch import STREAM_COPY, STREAM_TRIAD, launch
 from ..backends import resolve_backend
 from ..checks import check_array, check_like, check_no_overlap, check_real
 
@@ -14,7 +14,7 @@ def stream_copy(dst, src, *, backend=None):
     check_array("dst", dst, writable=True)
     check_like("src", src, "dst", dst)
     check_no_overlap({"dst": dst}, {"src": src})
-    launch(be, "stream", "stream_copy", (dst, src), writes=(0,))
+    launch(be, STREAM_COPY, (dst, src))
     return dst
 
 
@@ -26,6 +26,6 @@ def stream_triad(a, b, c, *, scalar, backend=None):
     check_like("c", c, "a", a)
     scalar = check_real("scalar", scalar)
     check_no_overlap({"a": a}, {"b": b, "c": c})
-    launch(be, "stream", "stream_triad", (a, b, c), writes=(0,), scalars=(scalar,))
+    launch(be, STREAM_TRIAD, (a, b, c), scalars=(scalar,))
     return a
 
