@@ -14,9 +14,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..common import dropout as common
-from ..common.philox import LO, S32
 from .jit import kernel, serial_twin
-from .philox import philox4x32_10
 
 CHUNK = 1024  # elements per chunk: 256 Philox blocks, 128 mask bytes
 PACK = np.uint64(0x0102040810204080)  # gathers 8 little-endian 0/1 bytes into the top byte
@@ -25,15 +23,15 @@ LANE_BITS = np.uint64(0x8040201008040201)
 CARRY = np.uint64(0x7F7F7F7F7F7F7F7F)
 S56, S7 = np.uint64(56), np.uint64(7)
 
-_apply_keep = common.build(njit(inline="always")).apply_keep
+_b = common.build(njit(inline="always"))  # the element rules, shared with CUDA
+_apply_keep, _block_words = _b.apply_keep, _b.block_words
 
 
 @njit(inline="always")
 def _chunk_keep(keep, b0, m, k0, k1, o0, o1, t32, allk):
     """keep[0 .. ceil4(m)) (uint8 0/1) <- the words of Philox blocks b0 .. (int64)."""
     for j in range((m + 3) // 4):
-        b = np.uint64(b0 + j)
-        w0, w1, w2, w3 = philox4x32_10(b & LO, b >> S32, o0, o1, k0, k1)
+        w0, w1, w2, w3 = _block_words(b0 + j, k0, k1, o0, o1)
         keep[4 * j] = (w0 >= t32) & allk
         keep[4 * j + 1] = (w1 >= t32) & allk
         keep[4 * j + 2] = (w2 >= t32) & allk
@@ -81,8 +79,7 @@ def _keep_scale(keep, ys, xs, b0, k0, k1, o0, o1, t32, allk, divisor):
     Philox arithmetic). Returns the elements done."""
     zero = divisor - divisor
     for j in range(xs.size // 4):
-        b = np.uint64(b0 + j)
-        w0, w1, w2, w3 = philox4x32_10(b & LO, b >> S32, o0, o1, k0, k1)
+        w0, w1, w2, w3 = _block_words(b0 + j, k0, k1, o0, o1)
         q0, q1 = (w0 >= t32) & allk, (w1 >= t32) & allk
         q2, q3 = (w2 >= t32) & allk, (w3 >= t32) & allk
         keep[4 * j], keep[4 * j + 1], keep[4 * j + 2], keep[4 * j + 3] = q0, q1, q2, q3

@@ -6,8 +6,8 @@ global memory (consecutive threads, consecutive bytes) and to shared memory. Pha
 scales elements t, t + blockDim, ... reading its bit from shared memory, so every load and
 store of x and y is coalesced (a thread-per-byte loop would make each warp access touch 32
 sectors, 8x the L1 / L2 transactions). Every mask byte has one writer and the result does not
-depend on the grid or block size. An element becomes common.apply_keep's select, as on the
-CPU (kernels/common/dropout.py).
+depend on the grid or block size. The random words of a Philox block are common.block_words'
+and an element becomes common.apply_keep's select, as on the CPU (kernels/common/dropout.py).
 
 `start` enters as its Philox block sb and word r (common.start_words): mask byte k covers
 stream words 4*sb + r + 8k .. + 7, which lie in blocks sb + 2k .. sb + 2k + 2; the third
@@ -17,20 +17,18 @@ import numpy as np
 from numba import cuda, uint8
 
 from ..common import dropout as common
-from ..common.philox import LO, S32
 from .launch import block_for, current_stream, grid_for
-from .philox import philox4x32_10
 
 MAX_THREADS = 1024  # shared bytes per block: one mask byte per thread of the largest block
 
-_apply_keep = common.build(cuda.jit(device=True, inline="always")).apply_keep
+_b = common.build(cuda.jit(device=True, inline="always"))  # shared with the CPU backend
+_apply_keep, _block_words = _b.apply_keep, _b.block_words
 
 
 @cuda.jit(device=True, inline=True)
 def _nibble(b, k0, k1, o0, o1, t32, allk):
     """The 4 keep bits of Philox block b (int64), word i in bit i."""
-    u = np.uint64(b)
-    w0, w1, w2, w3 = philox4x32_10(u & LO, u >> S32, o0, o1, k0, k1)
+    w0, w1, w2, w3 = _block_words(b, k0, k1, o0, o1)
     return ((w0 >= t32) | ((w1 >= t32) << 1) | ((w2 >= t32) << 2) | ((w3 >= t32) << 3)) * allk
 
 
