@@ -21,6 +21,7 @@ def _signatures():
     from numba import types as T
 
     from fusedops.kernels.cuda import batchnorm as B
+    from fusedops.kernels.cuda import batchnorm_sync as BS
     from fusedops.kernels.cuda import dropout as D
     from fusedops.kernels.cuda import optim as O
     from fusedops.kernels.cuda import philox as P
@@ -55,6 +56,9 @@ def _signatures():
             a, a, a, a, a, a, p2, p2, a, a, a, i64, f64, b, b)
         yield f"bn.grad_input.{ft}", B._grad_input_kernel, (a2, a2, a2, a, a, a, a)
     yield "dropout.mask", D._mask_kernel, (T.uint8[::1], i64, *(u64,) * 5, i64, i64, i64)
+    p1, p2 = T.float64[::1], T.float64[:, ::1]
+    yield "bn_sync.channel_stats", BS._channel_stats_kernel, (p1, p1, p2, p2, i64, i64, i64)
+    yield "bn_sync.channel_sums", BS._channel_sums_kernel, (p1, p1, p2, p2, i64)
 
 
 def _normalize(ptx: str) -> str:

@@ -5,45 +5,34 @@ The heavy passes reuse batchnorm.py's deterministic kernels (fixed row chunks, f
 partials, fixed-order merges), so with a single part every result has the bits of the plain
 training kernels: `batchnorm_stats` is the statistics half of batchnorm_forward_train, and the
 whole batch's (mean, M2, count) enter that kernel's per-channel combine as one column of
-`count` rows. New kernels here are self-contained (nothing inlined from another module: Numba's
-cache would not see an edit there).
+`count` rows. The per-channel merges are batchnorm.py's (_merge_columns, _sum_columns; the
+merge formula is kernels/common/batchnorm.py's); cpu/jit.py keys the disk cache on every
+kernels/cpu and kernels/common source, so inlining them from there cannot go stale.
 """
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from .batchnorm import (CHUNK_ROWS, MERGE_TILE, TILE, _expand_kernel, _flags,
                         _grad_combine_kernel, _grad_input_kernel, _grad_partials_kernel,
-                        _merge_chunks_kernel, _normalize_kernel, _stats_combine_kernel,
-                        _stats_partials_kernel, _sum_chunks_kernel)
+                        _merge_chunks_kernel, _merge_columns, _normalize_kernel,
+                        _stats_combine_kernel, _stats_partials_kernel, _sum_chunks_kernel,
+                        _sum_columns)
+from .jit import kernel
 
 
-@njit(parallel=True, cache=True)
+@kernel()
 def _channel_stats_kernel(mean, m2, cmean, cm2, n, nl):
-    """mean, m2 (C,) float64 <- per channel its L columns' (mean, M2) over n rows, merged in l
-    order as in batchnorm._stats_combine_kernel; zeros when there are no rows."""
+    """mean, m2 (C,) float64 <- per channel its L columns' (mean, M2) over n > 0 rows, merged
+    as in batchnorm._stats_combine_kernel."""
     for c in prange(mean.size):
-        na, ma, m2a = 0.0, 0.0, 0.0
-        for l in range(nl if n > 0 else 0):
-            f = n / (na + n)
-            w = na * f
-            d = cmean[c * nl + l] - ma
-            ma += d * f
-            m2a += cm2[c * nl + l] + d * d * w
-            na += n
-        mean[c] = ma
-        m2[c] = m2a
+        _, mean[c], m2[c] = _merge_columns(cmean, cm2, c, nl, n)
 
 
-@njit(parallel=True, cache=True)
+@kernel()
 def _channel_sums_kernel(dsum, ddot, csum, cdot, nl):
     """dsum, ddot (C,) <- per channel its L columns' sums, in l order."""
     for c in prange(dsum.size):
-        a, b = 0.0, 0.0
-        for l in range(nl):
-            a += csum[c * nl + l]
-            b += cdot[c * nl + l]
-        dsum[c] = a
-        ddot[c] = b
+        dsum[c], ddot[c] = _sum_columns(csum, cdot, c, nl)
 
 
 def _columns(per_channel, nl, dtype):
@@ -58,6 +47,10 @@ def _columns(per_channel, nl, dtype):
 def batchnorm_stats(mean, m2, x):
     """mean, m2 (C,) float64 <- per-channel mean and M2 of x (N,C,L) (zeros when N*L = 0)."""
     n, c, nl = x.shape
+    if n == 0:  # a process with no rows of this batch
+        mean[:] = 0.0
+        m2[:] = 0.0
+        return
     nch = (n + CHUNK_ROWS - 1) // CHUNK_ROWS
     pmean, pm2 = np.empty((nch, c * nl)), np.empty((nch, c * nl))
     _stats_partials_kernel(pmean, pm2, x.reshape(n, c * nl), CHUNK_ROWS, TILE)

@@ -2,80 +2,46 @@
 batch is split across processes (reference/batchnorm_sync.py is the specification).
 
 The passes over this process's rows are batchnorm.py's kernels, and the two new reductions
-merge their partials in the order of batchnorm.py's combine kernels (8 fixed chunk ranges per
-column, those in order, then the columns of a channel over l), so with a single part every
-result has the bits of the plain training kernels. The whole batch's per-channel numbers go
-through those combine kernels as one chunk of `count` rows per channel.
+merge their partials with batchnorm.py's block merges (_merge_channel, _sum_channel: 8 fixed
+chunk ranges per column, those in order, then the columns of a channel over l), so with a
+single part every result has the bits of the plain training kernels. The whole batch's
+per-channel numbers go through batchnorm.py's combine kernels as one chunk of `count` rows
+per channel.
 """
-import numpy as np
 from numba import cuda, float64
 
-from .batchnorm import (_GROUPS, _LANES, CHUNK_ROWS, _chan, _columns, _elementwise_geometry,
+from .batchnorm import (_GROUPS, _LANES, CHUNK_ROWS, _chunk_partials, _elementwise_geometry,
                         _grad_combine_kernel, _grad_input_kernel, _grad_partials_kernel,
-                        _normalize_kernel, _optional, _scratch, _stats_combine_kernel,
-                        _stats_partials_kernel)
-from .launch import block_for, current_stream, grid_for, grid_y_for
+                        _merge_channel, _merge_grid, _normalize_kernel, _optional, _scratch,
+                        _stats_combine_kernel, _stats_partials_kernel, _sum_channel)
+from .launch import block_for, current_stream, grid_for
 
 
 @cuda.jit
 def _channel_stats_kernel(mean, m2, pmean, pm2, n, nl, chunk):
-    """mean, m2 (C,) float64 <- per channel the merge of its (chunk, column) partials, in the
-    order of batchnorm._stats_combine_kernel; zeros when there are no rows."""
+    """mean, m2 (C,) float64 <- per channel the merge of its (chunk, column) partials, as in
+    batchnorm._stats_combine_kernel; zeros when there are no rows."""
     sn = cuda.shared.array((_GROUPS, _LANES), float64)
     sm = cuda.shared.array((_GROUPS, _LANES), float64)
     sq = cuda.shared.array((_GROUPS, _LANES), float64)
-    tx, g = cuda.threadIdx.x, cuda.threadIdx.y
-    c = cuda.blockIdx.x * _LANES + tx
+    c = cuda.blockIdx.x * _LANES + cuda.threadIdx.x
     active = c < mean.size
-    per = (pmean.shape[0] + _GROUPS - 1) // _GROUPS
-    na, ma, m2a = 0.0, 0.0, 0.0
-    for l in range(nl):
-        nc, mc, m2c = 0.0, 0.0, 0.0
-        if active:
-            for k in range(g * per, min(pmean.shape[0], (g + 1) * per)):
-                nb = float(min(chunk, n - k * chunk))
-                nc, mc, m2c = _chan(nc, mc, m2c, nb, pmean[k, c * nl + l], pm2[k, c * nl + l])
-        sn[g, tx], sm[g, tx], sq[g, tx] = nc, mc, m2c
-        cuda.syncthreads()
-        if g == 0 and active:
-            nc, mc, m2c = 0.0, 0.0, 0.0
-            for h in range(_GROUPS):
-                nc, mc, m2c = _chan(nc, mc, m2c, sn[h, tx], sm[h, tx], sq[h, tx])
-            na, ma, m2a = _chan(na, ma, m2a, nc, mc, m2c)
-        cuda.syncthreads()
-    if g == 0 and active:
+    _, ma, m2a = _merge_channel(sn, sm, sq, c, active, pmean, pm2, n, nl, chunk)
+    if cuda.threadIdx.y == 0 and active:
         mean[c] = ma
         m2[c] = m2a
 
 
 @cuda.jit
 def _channel_sums_kernel(dsum, ddot, psum, pdot, nl):
-    """dsum, ddot (C,) float64 <- per channel its (chunk, column) sums, in the order of
+    """dsum, ddot (C,) float64 <- per channel its (chunk, column) sums, as in
     batchnorm._grad_combine_kernel."""
     ss = cuda.shared.array((_GROUPS, _LANES), float64)
     sd = cuda.shared.array((_GROUPS, _LANES), float64)
-    tx, g = cuda.threadIdx.x, cuda.threadIdx.y
-    c = cuda.blockIdx.x * _LANES + tx
+    c = cuda.blockIdx.x * _LANES + cuda.threadIdx.x
     active = c < dsum.size
-    per = (psum.shape[0] + _GROUPS - 1) // _GROUPS
-    db, dot = 0.0, 0.0
-    for l in range(nl):
-        a, b = 0.0, 0.0
-        if active:
-            for k in range(g * per, min(psum.shape[0], (g + 1) * per)):
-                a += psum[k, c * nl + l]
-                b += pdot[k, c * nl + l]
-        ss[g, tx], sd[g, tx] = a, b
-        cuda.syncthreads()
-        if g == 0 and active:
-            a, b = 0.0, 0.0
-            for h in range(_GROUPS):
-                a += ss[h, tx]
-                b += sd[h, tx]
-            db += a
-            dot += b
-        cuda.syncthreads()
-    if g == 0 and active:
+    db, dot = _sum_channel(ss, sd, c, active, psum, pdot, nl)
+    if cuda.threadIdx.y == 0 and active:
         dsum[c] = db
         ddot[c] = dot
 
@@ -98,25 +64,14 @@ def _per_column(tag, v, nl, tpb):
     return out
 
 
-def _partials(tag_a, tag_b, n, nj):
-    nch = -(-n // CHUNK_ROWS)
-    return nch, (_scratch(tag_a, (max(nch, 1), nj), np.float64),
-                 _scratch(tag_b, (max(nch, 1), nj), np.float64))
-
-
 def batchnorm_stats(mean, m2, x, *, threads_per_block):
     """mean, m2 (C,) float64 <- per-channel mean and M2 of x (N,C,L); device arrays."""
     n, c, nl = x.shape
-    nj = c * nl
-    if nj == 0:
+    if c * nl == 0:
         return
-    nch, (pmean, pm2) = _partials("pmean", "pm2", n, nj)
-    bx, gx = _columns(nj, threads_per_block)
-    if nch:
-        _stats_partials_kernel[(gx, grid_y_for(nch)), bx, current_stream()](
-            pmean, pm2, x.reshape(n, nj), CHUNK_ROWS)
-    _channel_stats_kernel[-(-c // _LANES), (_LANES, _GROUPS), current_stream()](
-        mean, m2, pmean[:nch], pm2[:nch], n, nl, CHUNK_ROWS)
+    pmean, pm2 = _chunk_partials(_stats_partials_kernel, n, c * nl, threads_per_block,
+                                 x.reshape(n, c * nl))
+    _channel_stats_kernel[_merge_grid(c)](mean, m2, pmean, pm2, n, nl, CHUNK_ROWS)
 
 
 def batchnorm_forward_stats(y, mean, invstd, running_mean, running_var, x, gamma, beta,
@@ -134,7 +89,7 @@ def batchnorm_forward_stats(y, mean, invstd, running_mean, running_var, x, gamma
     g, has_g = _optional(gamma, "gamma", x.dtype)
     b, has_b = _optional(beta, "beta", x.dtype)
     # one chunk of `count` rows per channel: the combine's merge then returns (smean, sm2)
-    _stats_combine_kernel[-(-c // _LANES), (_LANES, _GROUPS), current_stream()](
+    _stats_combine_kernel[_merge_grid(c)](
         mean, invstd, rm, rv, cm, cs, cb, smean.reshape(1, c), sm2.reshape(1, c), g, b,
         int(count), 1, int(count), float(eps), float(momentum), update, has_g, has_b)
     if n:
@@ -147,16 +102,11 @@ def batchnorm_forward_stats(y, mean, invstd, running_mean, running_var, x, gamma
 def batchnorm_grad_sums(dsum, ddot, dy, x, mean, *, threads_per_block):
     """dsum, ddot (C,) float64 <- per channel sum dy and sum dy*(x - mean); device arrays."""
     n, c, nl = x.shape
-    nj = c * nl
-    if nj == 0:
+    if c * nl == 0:
         return
-    nch, (psum, pdot) = _partials("pmean", "pm2", n, nj)
-    bx, gx = _columns(nj, threads_per_block)
-    if nch:
-        _grad_partials_kernel[(gx, grid_y_for(nch)), bx, current_stream()](
-            psum, pdot, dy.reshape(n, nj), x.reshape(n, nj), mean, nl, CHUNK_ROWS)
-    _channel_sums_kernel[-(-c // _LANES), (_LANES, _GROUPS), current_stream()](
-        dsum, ddot, psum[:nch], pdot[:nch], nl)
+    psum, pdot = _chunk_partials(_grad_partials_kernel, n, c * nl, threads_per_block,
+                                 dy.reshape(n, c * nl), x.reshape(n, c * nl), mean, nl)
+    _channel_sums_kernel[_merge_grid(c)](dsum, ddot, psum, pdot, nl)
 
 
 def batchnorm_backward_sums(dx, dgamma, dbeta, dy, x, mean, invstd, gamma, gsum, gdot, count,
@@ -169,12 +119,12 @@ def batchnorm_backward_sums(dx, dgamma, dbeta, dy, x, mean, invstd, gamma, gsum,
         return
     cm, c1, c2, c3 = (_scratch(t, (c,), x.dtype) for t in ("cm1", "cs1", "cb1", "c31"))
     g, has_g = _optional(gamma, "gamma", x.dtype)
-    _grad_combine_kernel[-(-c // _LANES), (_LANES, _GROUPS), current_stream()](
+    _grad_combine_kernel[_merge_grid(c)](
         dgamma, dbeta, cm, c1, c2, c3, gsum.reshape(1, c), gdot.reshape(1, c), mean, invstd, g,
         1, float(count), True, has_g)
     if n:
         cm, c1, c2, c3 = (_per_column(t, v, nl, tpb)
                           for t, v in (("cm", cm), ("cs", c1), ("cb", c2), ("c3", c3)))
         grid, block = _elementwise_geometry(n, c * nl, tpb)
-        _grad_input_kernel[grid, block, current_stream()](
-            dx.reshape(n, c * nl), dy.reshape(n, c * nl), x.reshape(n, c * nl), cm, c1, c2, c3)
+        _grad_input_kernel[grid, block, current_stream()](dx.reshape(n, c * nl), dy.reshape(n, c * nl),
+                                                          x.reshape(n, c * nl), cm, c1, c2, c3)
