@@ -93,7 +93,7 @@ int fo_batchnorm_backward_f64(double *dx, double *dgamma, double *dbeta, const d
                               const double *gamma, int64_t n, int64_t c, int64_t nl,
                               int training);
 
-/* ---- synchronized batch norm (batchnorm.c; reference/batchnorm_sync.py) ---- */
+/* ---- synchronized batch norm (batchnorm_sync.c; reference/batchnorm_sync.py) ---- */
 /* mean, m2 (c,) float64 <- per channel mean and sum of squared deviations of x (n, c, nl) */
 int fo_batchnorm_stats_f32(double *mean, double *m2, const float *x, int64_t n, int64_t c,
                            int64_t nl);
