@@ -38,6 +38,11 @@ class Group:
                      for n, s, dt in zip(self.sizes, self.shapes, self.dtypes)]
         self.buffers[name] = (flat, views)
 
+    def nbytes(self) -> int:
+        """Bytes of the state buffers allocated so far."""
+        per_param = sum(n * np.dtype(dt).itemsize for n, dt in zip(self.sizes, self.dtypes))
+        return per_param * len(self.buffers)
+
 
 def state_dict(opt) -> dict:
     """Flat dict of numbers, strings and host arrays (copies) for optimizer `opt`."""
@@ -64,7 +69,7 @@ def _scalar(sd, key):
     return np.asarray(sd[key]).item()
 
 
-def _check(opt, sd) -> list:
+def check(opt, sd) -> list:
     """Validate sd against opt; return the hyperparameter updates per group."""
     name = type(opt).__name__
     if _scalar(sd, "format") != FORMAT or _scalar(sd, "optimizer") != name:
@@ -97,7 +102,7 @@ def _check(opt, sd) -> list:
 def load_state_dict(opt, state_dict) -> None:
     """Restore opt's hyperparameters, steps and state buffers; checks everything first."""
     sd = {key: state_dict[key] for key in state_dict}  # also reads an NpzFile
-    updates = _check(opt, sd)
+    updates = check(opt, sd)
     for group, upd in zip(opt.param_groups, updates):
         group.update(upd)
     k = 0

@@ -18,8 +18,14 @@ state_dict() is a flat dict, savable as is with `np.savez(path, **sd)` and loada
     "state.<k>.step": int, "state.<k>.<buffer>": array shaped like parameter k (host copy),
 with k the parameter's index over all groups in order. Loading restores hyperparameters and
 state exactly, so a resumed run continues bit for bit.
+
+Code that drives an optimizer from outside (fusedops.distributed: ZeRO steps a clone over its
+shard) uses the methods under "for wrappers": param_arrays, resolve_grads, check_step, clone,
+state_names, state_nbytes, check_state_dict; nothing else of the internals.
 """
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 
@@ -55,7 +61,7 @@ class _Optimizer:
             if not group["params"]:
                 raise ValueError("every parameter group needs at least one parameter")
             self.param_groups.append(group)
-        arrays = self._param_arrays()
+        arrays = self.param_arrays()
         for k, a in enumerate(arrays):
             check_array(f"params[{k}]", a, writable=True)
         self._backend = resolve_backend(backend, *arrays)
@@ -100,7 +106,7 @@ class _Optimizer:
         skip their parameter); omitted, each parameter object's `.grad` is used. With
         skip_if_nonfinite=True, a NaN/Inf anywhere in the gradients leaves parameters and state
         untouched and returns False. Returns True when the step was taken."""
-        plan = self._current_plan(self._param_arrays(), self._grads(grads))
+        plan = self._current_plan(self.param_arrays(), self.resolve_grads(grads))
         if skip_if_nonfinite and self._nonfinite(plan):
             return False
         for grp, idx, arrays, scalars in plan:
@@ -129,6 +135,55 @@ class _Optimizer:
         _optim_state.load_state_dict(self, state_dict)
         self._plan_key = None  # the plan refers to the old buffers
 
+    # ------------------------------------------------------------------ for wrappers
+    def param_arrays(self) -> list:
+        """The parameter arrays over all groups in order (a parameter object's `.data`)."""
+        return [p.data if _is_param_object(p) else p
+                for g in self.param_groups for p in g["params"]]
+
+    def resolve_grads(self, grads=None) -> list:
+        """The gradients step(grads) would use, aligned with param_arrays(): `grads` (one entry
+        per parameter) or, when None, each parameter object's `.grad`."""
+        entries = [p for g in self.param_groups for p in g["params"]]
+        if grads is None:
+            if not all(_is_param_object(p) for p in entries):
+                raise ValueError("grads is required when params are arrays (no .grad to read)")
+            return [p.grad for p in entries]
+        grads = list(grads)
+        if len(grads) != len(entries):
+            raise ValueError(f"grads must have one entry per parameter ({len(entries)}); "
+                             f"got {len(grads)}")
+        return grads
+
+    def check_step(self, grads=None) -> list:
+        """Raise what step(grads) would raise on bad gradients or hyperparameters, before
+        anything is computed; returns resolve_grads(grads). Changes no parameter, state value
+        or step count (the state buffers a step uses may be allocated, as step would)."""
+        grads = self.resolve_grads(grads)
+        self._current_plan(self.param_arrays(), grads)
+        return grads
+
+    def clone(self, params):
+        """A new optimizer of this class, options and backend over `params` (as the constructor
+        takes them; group dicts override hyperparameters), with fresh state."""
+        new = copy.copy(self)  # keeps a subclass's options outside the groups (Adagrad's initial)
+        _Optimizer.__init__(new, params, self.defaults, backend=self._backend)
+        return new
+
+    def state_names(self, group: int | None = None) -> tuple:
+        """Names of the state buffers (state_dict's `state.<k>.<name>`) in kernel order: all
+        this optimizer can hold, or those a step of param_groups[group] uses."""
+        return self._slots if group is None else self._active(self.param_groups[group])
+
+    def state_nbytes(self) -> int:
+        """Bytes of state buffers held (they are allocated by the first step)."""
+        return sum(grp.nbytes() for grp in self._groups)
+
+    def check_state_dict(self, state_dict) -> list:
+        """Raise what load_state_dict would raise, changing nothing; returns per group the
+        hyperparameters loading it would set."""
+        return _optim_state.check(self, {key: state_dict[key] for key in state_dict})
+
     # ------------------------------------------------------------------ internals
     @staticmethod
     def _as_groups(params):
@@ -141,22 +196,6 @@ class _Optimizer:
         if any(isinstance(p, dict) for p in params):
             raise TypeError("params must be all arrays/parameter objects or all group dicts")
         return [{"params": params}]
-
-    def _param_arrays(self):
-        return [p.data if _is_param_object(p) else p
-                for g in self.param_groups for p in g["params"]]
-
-    def _grads(self, grads):
-        entries = [p for g in self.param_groups for p in g["params"]]
-        if grads is None:
-            if not all(_is_param_object(p) for p in entries):
-                raise ValueError("grads is required when params are arrays (no .grad to read)")
-            return [p.grad for p in entries]
-        grads = list(grads)
-        if len(grads) != len(entries):
-            raise ValueError(f"grads must have one entry per parameter ({len(entries)}); "
-                             f"got {len(grads)}")
-        return grads
 
     def _group_scalars(self, gi, step):
         try:

@@ -10,16 +10,15 @@ outer optimizer's groups before every step (lr schedules and fit's updates reach
 
 The state moves as a single-process checkpoint: `state_dict` gathers the pieces on the root in
 the format of fusedops.optim, `load_state_dict` scatters such a checkpoint from the root. One
-step count per group: the shards of a group always step together.
+step count per group: the shards of a group always step together. Only the optimizers' methods
+for wrappers are used (fusedops.optim: clone, check_step, state_names, ...); the inner
+optimizer's state moves through its own state_dict / load_state_dict.
 """
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 
-from .. import _optim_state, optim
-from .._arrays import copy_into, full, host_copy
+from .._arrays import full
 from ..checks import check_like
 from ._comm import MPI, Staged, all_finite
 from ._layout import Segment, runs
@@ -27,11 +26,18 @@ from ._layout import Segment, runs
 __all__ = ["ZeroShards"]
 
 
-def _clone(opt, groups):
-    """An optimizer of opt's class and options over `groups` (no state)."""
-    inner = copy.copy(opt)  # keeps subclass options outside the groups (Adagrad's initial value)
-    optim._Optimizer.__init__(inner, groups, opt.defaults, backend=opt._backend)
-    return inner
+def _is_buffer_key(key: str, names) -> bool:
+    """A state_dict key `state.<k>.<name>` of a state buffer (not a step count)."""
+    parts = key.split(".")
+    return len(parts) == 3 and parts[0] == "state" and parts[2] in names
+
+
+def _drop_state(opt) -> None:
+    """Release opt's state buffers, keeping its steps and hyperparameters: under ZeRO the
+    wrapped optimizer holds no state of its own."""
+    names = set(opt.state_names())
+    sd = opt.state_dict()
+    opt.load_state_dict({k: v for k, v in sd.items() if not _is_buffer_key(k, names)})
 
 
 class ZeroShards:
@@ -40,7 +46,7 @@ class ZeroShards:
     def __init__(self, opt, comm):
         self.opt, self.comm = opt, comm
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
-        params = opt._param_arrays()
+        params = opt.param_arrays()
         self.sizes = [int(np.prod(np.shape(p))) for p in params]
         self.group_of = [g for g, grp in enumerate(opt.param_groups) for _ in grp["params"]]
         self.segments = [Segment(i, j, flat, self.sizes, self.group_of, self.size)
@@ -48,17 +54,19 @@ class ZeroShards:
         self.steps = [0] * len(opt.param_groups)
         self.present = [set() for _ in opt.param_groups]  # state buffers each group has
         self.pieces, inner_groups, self.gshards, self.inner_grads = [], [], [], []
-        for seg in self.segments:
+        self.piece_of = {}  # (segment index, group entry) -> (inner parameter index, size)
+        for si, seg in enumerate(self.segments):
             a, b = seg.shard(self.rank)
             device = not isinstance(seg.flat, np.ndarray)
             gshard = full(b - a, seg.dtype, device)
             self.gshards.append(gshard)
             for e, (g, lo, hi) in enumerate(seg.pieces(self.rank)):
                 if hi > lo:
+                    self.piece_of[si, e] = (len(self.pieces), hi - lo)
                     self.pieces.append((seg, e, g))
                     inner_groups.append({**self._hyper(g), "params": [seg.flat[lo:hi]]})
                     self.inner_grads.append(gshard[lo - a:hi - a])
-        self.inner = _clone(opt, inner_groups) if inner_groups else None
+        self.inner = opt.clone(inner_groups) if inner_groups else None
         self._key = None
 
     def _hyper(self, g):
@@ -68,7 +76,7 @@ class ZeroShards:
     def check(self, grads):
         """Local validation of a step (before any collective): the gradients, laid out as the
         parameters, and the hyperparameters (copied into the inner optimizer)."""
-        params = self.opt._param_arrays()
+        params = self.opt.param_arrays()
         key = (tuple(map(id, params)), tuple(map(id, grads)))
         if key != self._key:
             for k, (p, g) in enumerate(zip(params, grads)):
@@ -86,7 +94,7 @@ class ZeroShards:
         if self.inner is not None:
             for ig, (_, _, g) in zip(self.inner.param_groups, self.pieces):
                 ig.update(self._hyper(g))
-            self.inner._current_plan(self.inner._param_arrays(), self.inner_grads)
+            self.inner.check_step(self.inner_grads)
 
     def reduce_scatter(self, mean: bool) -> None:
         for seg, gflat, gshard in zip(self.segments, self._gflats, self.gshards):
@@ -107,7 +115,7 @@ class ZeroShards:
             self.allgather_params(seg)
         for g in range(len(self.steps)):
             self.steps[g] += 1
-            self.present[g] |= set(self.opt._active(self.opt.param_groups[g]))
+            self.present[g] |= set(self.opt.state_names(g))
 
     def allgather_params(self, seg) -> None:
         buf = Staged(seg.flat)
@@ -115,21 +123,12 @@ class ZeroShards:
         buf.finish()
 
     def nbytes(self) -> int:
-        if self.inner is None:
-            return 0
-        return sum(int(np.prod(np.shape(v))) * np.dtype(v.dtype).itemsize
-                   for grp in self.inner._groups for _, views in grp.buffers.values() for v in views)
+        return 0 if self.inner is None else self.inner.state_nbytes()
 
     # ------------------------------------------------------------------ checkpoints
-    def _piece_buffer(self, seg, e, slot, *, allocate=False):
-        """The inner state buffer of piece (seg, e) for `slot`, or None (empty piece)."""
-        for i, (s, ee, _) in enumerate(self.pieces):
-            if s is seg and ee == e:
-                grp = self.inner._groups[i]
-                if allocate:
-                    grp.allocate(slot, self.inner._fill_value(slot))
-                return grp.buffers[slot][1][0]
-        return None
+    def _slots(self, g):
+        """The state buffers group g has, in the optimizer's order (the same on every rank)."""
+        return [s for s in self.opt.state_names() if s in self.present[g]]
 
     def _params_of(self, seg, e):
         """Parameter indices of group entry e of seg, with their offsets in the group range."""
@@ -145,13 +144,15 @@ class ZeroShards:
         if sd is not None:
             for k, g in enumerate(self.group_of):
                 sd[f"state.{k}.step"] = self.steps[g]
-        shapes = [tuple(np.shape(p)) for p in self.opt._param_arrays()]
-        for seg in self.segments:
+        shapes = [tuple(np.shape(p)) for p in self.opt.param_arrays()]
+        isd = self.inner.state_dict() if self.inner is not None else {}
+        for si, seg in enumerate(self.segments):
             for e, (g, lo, hi) in enumerate(seg.groups):
                 counts, displs = seg.piece_counts(e, self.size)
-                for slot in [s for s in self.opt._slots if s in self.present[g]]:
-                    piece = self._piece_buffer(seg, e, slot)
-                    local = np.zeros(0, seg.dtype) if piece is None else host_copy(piece).reshape(-1)
+                i, _ = self.piece_of.get((si, e), (None, 0))
+                for slot in self._slots(g):
+                    local = (np.zeros(0, seg.dtype) if i is None else
+                             np.ascontiguousarray(isd[f"state.{i}.{slot}"], seg.dtype).reshape(-1))
                     whole = np.empty(hi - lo, seg.dtype) if self.rank == root else None
                     self.comm.Gatherv(local, [whole, (counts, displs)] if whole is not None else None,
                                       root=root)
@@ -163,7 +164,7 @@ class ZeroShards:
     def check_checkpoint(self, sd) -> dict:
         """Root only: validate a single-process state_dict; returns what every rank needs."""
         sd = {key: sd[key] for key in sd}
-        updates = _optim_state._check(self.opt, sd)
+        updates = self.opt.check_state_dict(sd)
         steps, present = [], []
         for g, grp in enumerate(self.opt.param_groups):
             ks = [k for k, gg in enumerate(self.group_of) if gg == g]
@@ -171,7 +172,7 @@ class ZeroShards:
             if len(st) != 1:
                 raise ValueError(f"shard_state=True keeps one step count per parameter group; "
                                  f"the checkpoint's group {g} has steps {sorted(st)}")
-            slots = {s for s in self.opt._slots if any(f"state.{k}.{s}" in sd for k in ks)}
+            slots = {s for s in self.opt.state_names() if any(f"state.{k}.{s}" in sd for k in ks)}
             for s in slots:
                 if not all(f"state.{k}.{s}" in sd for k in ks):
                     raise ValueError(f"state '{s}' is missing for some parameters of group {g}")
@@ -185,25 +186,25 @@ class ZeroShards:
         for group, upd in zip(self.opt.param_groups, meta["updates"]):
             group.update(upd)
         self.steps, self.present = list(meta["steps"]), [set(s) for s in meta["present"]]
-        if self.inner is not None:
-            for grp in self.inner._groups:
-                grp.buffers = {}
-            for grp, (_, _, g) in zip(self.inner._groups, self.pieces):
-                grp.steps[:] = self.steps[g]
-        sd = meta.get("sd")
-        for seg in self.segments:
+        sd, received = meta.get("sd"), {}
+        for si, seg in enumerate(self.segments):
             for e, (g, lo, hi) in enumerate(seg.groups):
                 counts, displs = seg.piece_counts(e, self.size)
-                for slot in [s for s in self.opt._slots if s in self.present[g]]:
+                i, size = self.piece_of.get((si, e), (None, 0))
+                for slot in self._slots(g):
                     whole = None
                     if self.rank == root:
                         whole = np.concatenate([np.asarray(sd[f"state.{k}.{slot}"], seg.dtype).reshape(-1)
                                                 for k, _ in self._params_of(seg, e)])
-                    piece = self._piece_buffer(seg, e, slot, allocate=True)
-                    local = np.empty(0 if piece is None else np.prod(np.shape(piece)), seg.dtype)
+                    local = np.empty(size, seg.dtype)
                     self.comm.Scatterv([whole, (counts, displs)] if whole is not None else None,
                                        local, root=root)
-                    if piece is not None:
-                        copy_into(piece, local)
-        for grp in self.opt._groups:  # the wrapped optimizer holds no state of its own
-            grp.buffers = {}
+                    if i is not None:
+                        received[f"state.{i}.{slot}"] = local
+        if self.inner is not None:  # the pieces as the inner optimizer's own checkpoint
+            names = set(self.inner.state_names())
+            isd = {k: v for k, v in self.inner.state_dict().items()
+                   if not _is_buffer_key(k, names)}
+            isd.update({f"state.{i}.step": self.steps[g] for i, (_, _, g) in enumerate(self.pieces)})
+            self.inner.load_state_dict({**isd, **received})
+        _drop_state(self.opt)

@@ -51,7 +51,7 @@ class DistributedOptimizer:
             self.shard_state = check_bool("shard_state", shard_state)
         self.optimizer, self.reduce = optimizer, reduce
         self.bucket_bytes = max(1, int(bucket_mb * 2**20))
-        broadcast_parameters(optimizer._param_arrays(), comm=self.comm)
+        broadcast_parameters(optimizer.param_arrays(), comm=self.comm)
         self._zero = None
         with agreed(self.comm):
             if self.shard_state:
@@ -82,11 +82,11 @@ class DistributedOptimizer:
         skip_if_nonfinite: a NaN/Inf in the combined gradients skips the step on every rank
         (returns False). A rank whose gradients fail the checks makes every rank raise."""
         with agreed(self.comm):
-            grads = self.optimizer._grads(grads)
-            if self._zero is not None:
+            if self._zero is not None:  # no plan on the wrapped optimizer: it holds no state
+                grads = self.optimizer.resolve_grads(grads)
                 self._zero.check(grads)
             else:
-                self.optimizer._current_plan(self.optimizer._param_arrays(), grads)
+                grads = self.optimizer.check_step(grads)
                 flats = self._grad_runs(grads)
         if self._zero is not None:
             self._zero.reduce_scatter(self.reduce == "mean")
@@ -128,9 +128,7 @@ class DistributedOptimizer:
         """Bytes of optimizer state this rank holds (about 1/size of it with shard_state)."""
         if self._zero is not None:
             return self._zero.nbytes()
-        return sum(int(np.prod(np.shape(v))) * np.dtype(v.dtype).itemsize
-                   for grp in self.optimizer._groups for _, views in grp.buffers.values()
-                   for v in views)
+        return self.optimizer.state_nbytes()
 
     def state_dict(self, *, root: int = 0):
         """Collective: the wrapped optimizer's state_dict as one process would hold it (the
