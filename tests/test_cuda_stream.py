@@ -21,14 +21,14 @@ def launch():
 def _record_launches(monkeypatch, launch):
     """Wrap current_stream in every launcher module to record the streams handed to kernels."""
     seen = []
-    from fusedops.kernels.cuda import batchnorm, dropout, optim
+    from fusedops.kernels.cuda import batchnorm, batchnorm_sync, dropout, optim
 
     def spy():
         s = launch.current_stream()
         seen.append(s)
         return s
 
-    for mod in (optim, dropout, batchnorm):
+    for mod in (optim, dropout, batchnorm, batchnorm_sync):
         monkeypatch.setattr(mod, "current_stream", spy)
     return seen
 
@@ -71,4 +71,32 @@ def test_kernels_launch_on_the_stream_in_effect(monkeypatch, launch):
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(mask, mask_ref)
     for a, b in zip(bn, bn_ref):
+        np.testing.assert_array_equal(a, b)
+
+
+def _synced_bn(x, dy):
+    """The synchronized-BN ops of one part that is the whole batch (L > 1: per-column expands)."""
+    mean, m2 = ops.batchnorm_stats(x, backend="cuda")
+    whole = (mean, m2, x.shape[0] * x.shape[2])
+    y, bmean, invstd = ops.batchnorm_forward(x, None, None, None, None, training=True,
+                                             batch_stats=whole, backend="cuda")
+    s, d = ops.batchnorm_grad_sums(dy, x, bmean, backend="cuda")
+    dx = ops.batchnorm_backward(dy, x, None, bmean, invstd, grad_sums=(s, d, whole[2]),
+                                backend="cuda")
+    return (mean, m2, y, bmean, invstd, s, d, *dx)
+
+
+def test_synced_batchnorm_launches_on_the_stream_in_effect(monkeypatch, launch):
+    from numba import cuda
+
+    seen = _record_launches(monkeypatch, launch)
+    rng = np.random.default_rng(1)
+    x, dy = rng.standard_normal((6, 2, 3)), rng.standard_normal((6, 2, 3))
+    ref = _synced_bn(x, dy)
+    seen.clear()
+    s = cuda.stream()
+    with launch.using_stream(s):
+        got = _synced_bn(x, dy)
+    assert seen and all(t is s for t in seen)
+    for a, b in zip(got, ref):
         np.testing.assert_array_equal(a, b)
