@@ -105,6 +105,24 @@ def check_early_stopping_is_decided_together():
     assert rel(m.flat.data, one.flat.data) < TOL
 
 
+def check_fit_hooks_equal_one_process():
+    """l2_per_batch (weight decay alpha/n for the whole batch's n rows, a short last batch
+    included; the penalty in the reported loss) and a callback that stops after epoch 2: N
+    ranks, plain and ZeRO-1, equal one process; a stop on one rank stops every rank."""
+    kw = dict(epochs=4, l2_per_batch=0.5, batch_size=100, lr=3e-3)
+    stop_at_2 = lambda model, hist: len(hist.epoch) == 2  # noqa: E731
+    one = mlp(dropout=0.1)
+    h1 = one.fit(XTR, YTR, callback=stop_at_2, **kw)
+    assert len(XTR) % 100 and h1.stopped_epoch == 2
+    for shard in (False, True):
+        m = mlp(dropout=0.1)
+        h = m.fit(XTR, YTR, comm=COMM, shard_state=shard, callback=stop_at_2, **kw)
+        assert h.stopped_epoch == 2 and rel(m.flat.data, one.flat.data) < TOL, shard
+        np.testing.assert_allclose(h.loss, h1.loss, rtol=1e-5)
+    h = mlp().fit(XTR, YTR, comm=COMM, callback=lambda model, hist: RANK == SIZE - 1, **kw)
+    assert h.stopped_epoch == 1
+
+
 def check_state_nbytes_is_a_shard():
     """ZeRO-1: the ranks' state adds up to the whole (Adam: 2 float32 per parameter) and each
     holds its shard of it; plain data parallelism holds it all on every rank."""

@@ -135,7 +135,7 @@ class MPIContext:
                 layer.sync = None
             model._set_batch_part(None)
 
-    def step(self, model, X, y, idx):
+    def step(self, model, X, y, idx, penalty):
         total = len(idx)
         lo, hi = part(total, self.rank, self.size)
         rows = idx[lo:hi]
@@ -149,7 +149,7 @@ class MPIContext:
             loss, grad = 0.0, model.xp.zeros_like(out)
         model.net.backward(grad)
         self.dist.step()
-        return loss * (hi - lo), out, yb
+        return (loss + penalty) * (hi - lo), out, yb  # the ranks' parts add up to the batch's
 
     def _sum(self, values) -> np.ndarray:
         """Sums over the ranks, reduced on rank 0 and broadcast: the same bits everywhere."""
@@ -163,6 +163,10 @@ class MPIContext:
 
     def totals(self, loss_sum, correct):
         return tuple(float(v) for v in self._sum([float(loss_sum), float(correct)]))
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank when it is on any (a callback's stop: no rank trains on alone)."""
+        return bool(self.comm.allreduce(bool(flag), op=MPI.LOR))
 
     def evaluate(self, model, X, y):
         lo, hi = part(len(X), self.rank, self.size)

@@ -145,14 +145,19 @@ class Local:
         """Wraps the loop (the MPI context sets up the distributed optimizer there)."""
         return contextlib.nullcontext()
 
-    def step(self, model, X, y, idx):
-        """One step on rows idx: returns (loss * rows, output, targets) for the epoch sums."""
+    def step(self, model, X, y, idx, penalty):
+        """One step on rows idx: returns ((loss + penalty) * rows, output, targets) for the
+        epoch sums (penalty: l2_per_batch's term, 0.0 without)."""
         yb = model.xp.asarray(y[idx])
         loss, out = model._step(model.xp.asarray(X[idx]), yb)
-        return loss * len(idx), out, yb
+        return (loss + penalty) * len(idx), out, yb
 
     def totals(self, loss_sum, correct):
         return float(loss_sum), float(correct)
+
+    def any(self, flag: bool) -> bool:
+        """A decision every process takes alike (the MPI context: true on any rank)."""
+        return flag
 
     def evaluate(self, model, X, y):
         return model.evaluate(X, y)
@@ -160,7 +165,8 @@ class Local:
 
 def fit(model, X, y=None, *, epochs, batch_size=32, optimizer="adam", lr=None, l1=0.0, l2=0.0,
         validation_data=None, validation_split=0.0, early_stopping=None, shuffle=True, seed=None,
-        verbose=0, threads=None, comm=None, shard_state=False) -> History:
+        verbose=0, threads=None, l2_per_batch=0.0, callback=None, comm=None,
+        shard_state=False) -> History:
     """Train `model` (see Model.fit for the arguments). Returns the History."""
     if comm is None:
         if shard_state is not False:
@@ -175,6 +181,7 @@ def fit(model, X, y=None, *, epochs, batch_size=32, optimizer="adam", lr=None, l
 
         ctx = fusedops.distributed.training_context(comm, shard_state)
     with ctx.checks():
+        l2_per_batch = _check_hooks(optimizer, l2, l2_per_batch, callback)
         epochs = check_int("epochs", epochs, lo=0)
         batch_size = check_int("batch_size", batch_size, lo=1)
         patience = None if early_stopping is None else check_int("early_stopping", early_stopping, lo=0)
@@ -186,12 +193,40 @@ def fit(model, X, y=None, *, epochs, batch_size=32, optimizer="adam", lr=None, l
         threads = ctx.threads(model, threads)
         model.set_optimizer(optimizer, lr=lr, l1=l1, l2=l2)
     with limit_threads(threads), ctx.training(model, X, y, val):
-        return _loop(model, ctx, X, y, val, epochs, batch_size, patience, shuffle, seed, verbose)
+        return _loop(model, ctx, X, y, val, epochs, batch_size, patience, shuffle, seed, verbose,
+                     l2_per_batch, callback)
 
 
-def _loop(model, ctx, X, y, val, epochs, batch_size, patience, shuffle, seed, verbose):
+def _check_hooks(optimizer, l2, l2_per_batch, callback):
+    l2_per_batch = check_real("l2_per_batch", l2_per_batch, lo=0.0)
+    if l2_per_batch and l2:
+        raise ValueError("pass l2 (a fixed weight decay) or l2_per_batch, not both")
+    name = optimizer.lower() if isinstance(optimizer, str) else type(optimizer).__name__.lower()
+    if l2_per_batch and name == "adamw":
+        raise ValueError("l2_per_batch is a coupled L2 penalty; AdamW's weight decay is decoupled")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable (model, history) -> bool; got {type(callback).__name__}")
+    return l2_per_batch
+
+
+def _batch_l2(model, groups, l2, n):
+    """scikit-learn's `alpha`: the penalty l2/2*||W||^2 joins each batch's *summed* loss, so the
+    gradient of the mean loss gains (l2/n)*W, the fused step's weight decay for this batch, and
+    the batch loss gains l2/(2n)*||W||^2 (W before the step; the decayed weights lead the flat
+    buffer). Returns that term, on the device for cuda. n is the whole batch's rows (under MPI
+    too: every rank holds the same W and steps on the whole batch's gradient)."""
+    for g in groups:
+        g["weight_decay"] = l2 / n  # a short last batch switches between two cached plans
+    w = model.flat.data[:model.flat.decay_size]
+    return (w @ w) * (0.5 * l2 / n)
+
+
+def _loop(model, ctx, X, y, val, epochs, batch_size, patience, shuffle, seed, verbose,
+          l2_per_batch=0.0, callback=None):
     net, n = model.net, len(X)
     hist, best, best_state, bar = History(), math.inf, None, _progress(verbose, epochs)
+    decayed = [g for g in model.optimizer.param_groups
+               if l2_per_batch and any(getattr(p, "decay", True) for p in g["params"])]
     try:
         for _ in range(epochs):
             t0 = time.perf_counter()
@@ -200,7 +235,8 @@ def _loop(model, ctx, X, y, val, epochs, batch_size, patience, shuffle, seed, ve
             net.train()
             loss_sum, correct = 0.0, 0.0
             for idx in batches(n, batch_size, order):
-                loss, out, yb = ctx.step(model, X, y, idx)
+                penalty = _batch_l2(model, decayed, l2_per_batch, len(idx)) if l2_per_batch else 0.0
+                loss, out, yb = ctx.step(model, X, y, idx, penalty)
                 loss_sum = loss_sum + loss  # stays on the device until the epoch ends
                 if model.has_accuracy:
                     correct = correct + model._correct(out, yb)
@@ -217,12 +253,15 @@ def _loop(model, ctx, X, y, val, epochs, batch_size, patience, shuffle, seed, ve
                     hist.val_accuracy.append(ev["accuracy"])
             hist.time.append(time.perf_counter() - t0)
             _report(hist, bar, verbose)
+            stop = ctx.any(callback is not None and bool(callback(model, hist)))
             monitored = (hist.val_loss or hist.loss)[-1]
             if monitored < best:
                 best, hist.best_epoch = monitored, epoch
                 if patience is not None:
                     best_state = model._snapshot()
             elif patience is not None and epoch - hist.best_epoch > patience:
+                stop = True
+            if stop:
                 hist.stopped_epoch = epoch
                 break
     finally:
