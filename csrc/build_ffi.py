@@ -28,9 +28,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 GEN_DIR = os.path.join(os.path.dirname(HERE), "build", "fusedops-simd")  # generated wrappers
 # Kernels, compiled once per SIMD level: they must keep no mutable global state (each level
 # has its own copy). Runtime state and setup live in ONCE_SOURCES, compiled once. A name not
-# (yet) in csrc/ is ignored: lowbit.c (low-bit optimizer state) and pool.c (the kernels' thread
-# pool) come from other branches.
-SIMD_SOURCES = ("stream.c", "optim.c", "dropout.c", "batchnorm.c", "lowbit.c")
+# (yet) in csrc/ is ignored: pool.c (the kernels' thread pool) comes from another branch.
+# Private headers (batchnorm_impl.h: static inline passes) compile into each level of the
+# sources that include them, so batchnorm.c and batchnorm_sync.c share bits on every level.
+SIMD_SOURCES = ("stream.c", "optim.c", "dropout.c", "batchnorm.c", "batchnorm_sync.c", "lowbit.c")
 ONCE_SOURCES = ("runtime.c", "simd.c", "pool.c")
 PORTABLE_LEVELS = 3  # simd.h: baseline, avx2, avx512
 

@@ -5,8 +5,9 @@ arrives. Inside an optimizer step that can be between the launches for two param
 (weights updated, biases not) or between a launch and the step counter's increment (Adam's
 bias correction one step behind), and inside the forward pass after batch norm has updated its
 running statistics: a half-applied step. While `fit` runs, `deferred_sigint` replaces the
-handler with one that only records the signal; the loop calls `check()` after each step and
-raises KeyboardInterrupt there. A second Ctrl-C before that raises at once: the way out of a
+handler with one that only records the signal; after each step the loop hands `take()` to its
+context's `interrupt_point`, which raises KeyboardInterrupt there (under fit(comm=) on every
+rank at the same step, when any rank was signalled: see fusedops.distributed.training). A second Ctrl-C before that raises at once: the way out of a
 step that takes too long, at the price of the guarantee.
 
 Signals reach only the main thread, and only it may set handlers: elsewhere, or when the
@@ -30,10 +31,14 @@ class _Pending:
             raise KeyboardInterrupt
         self.signalled = True
 
+    def take(self) -> bool:
+        """Whether a Ctrl-C arrived since the last take or check (and forget it)."""
+        signalled, self.signalled = self.signalled, False
+        return signalled
+
     def check(self) -> None:
         """Raise the KeyboardInterrupt a Ctrl-C since the last check deferred."""
-        if self.signalled:
-            self.signalled = False
+        if self.take():
             raise KeyboardInterrupt
 
 
