@@ -187,7 +187,9 @@ def test_every_header_function_has_its_source_and_is_classified():
     with pytest.raises(RuntimeError, match="one block names kernels and runtime"):
         bf._dispatched(("optim.c", "runtime.c"), simd)
     assert bf._param_names(names["fo_dropout_mask"][3]) == ["mask", "n", "seed", "offset",
-                                                            "threshold"]
+                                                            "threshold", "start"]
+    assert names["fo_batchnorm_stats_f32"][0] == ("batchnorm_sync.c",)
+    assert bf._dispatched(("batchnorm_sync.c",), simd)  # a kernel: compiled per level
     assert bf._param_names("void") == []
 
 
