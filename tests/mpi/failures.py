@@ -5,6 +5,7 @@ nan:   the last rank passes X with a NaN; every rank must raise the same ValueEr
 crash: rank 1 fails alone in the middle of training; the job must end through MPI_Abort.
 sigint: rank 1 alone gets a Ctrl-C (SIGINT) inside its 3rd step; every rank must stop after
        that step with KeyboardInterrupt (no abort), with the same weights and 3 steps taken.
+       `sigint shard` with shard_state=True: rank 0 also holds the whole state then.
 """
 import hashlib
 import os
@@ -38,11 +39,14 @@ if sys.argv[1] in ("crash", "sigint"):
 
     model.loss_fn.value_and_grad = failing
 try:
-    model.fit(X, y, epochs=3, batch_size=32, comm=comm)
+    model.fit(X, y, epochs=3, batch_size=32, comm=comm, shard_state=sys.argv[1:] == ["sigint", "shard"])
 except KeyboardInterrupt:
     digest = hashlib.blake2b(model.flat.data.tobytes(), digest_size=8).hexdigest()
-    steps = model.optimizer.state_dict()["state.0.step"]
-    print(f"rank {comm.rank} interrupted: steps {steps} epochs {len(model.history.epoch)} "
+    print(f"rank {comm.rank} interrupted: epochs {len(model.history.epoch)} "
           f"interrupted {model.history.interrupted} weights {digest}", flush=True)
+    if comm.rank == 0:  # after ZeRO-1 too, rank 0 holds every parameter's state
+        sd = model.optimizer.state_dict()
+        sq = [sd[k] for k in sd if k.endswith(".exp_avg_sq")]
+        print(f"state: steps {sd['state.0.step']} filled {all(np.all(v > 0) for v in sq)}", flush=True)
     sys.exit(0)
 print(f"rank {comm.rank} finished", flush=True)

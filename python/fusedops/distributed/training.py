@@ -24,7 +24,7 @@ import numpy as np
 from .. import ops
 from ..checks import check_bool
 from ..nn.threads import auto_threads
-from ._comm import _AGREED, MPI, abort_on_error, agreed, resolve_comm
+from ._comm import _AGREED, MPI, abort_on_error, agreed, is_agreed, resolve_comm
 from .optimizer import DistributedOptimizer
 
 __all__ = ["MPIContext", "SyncBatchNorm", "part"]
@@ -123,13 +123,21 @@ class MPIContext:
         for layer in model._bn_layers():
             layer.sync = sync
         try:
+            stopped = None
             with abort_on_error(self.comm):
-                yield
+                try:
+                    yield
+                except KeyboardInterrupt as exc:  # agreed (interrupt_point): every rank is here
+                    if not is_agreed(exc):
+                        raise
+                    stopped = exc
                 if self.shard_state:  # rank 0 gathers the whole state: save() there is complete
                     sd = self.dist.state_dict(root=0)
                     if self.root:
                         model.optimizer.load_state_dict(sd)
             model._state_on_root = self.shard_state and not self.root
+            if stopped is not None:
+                raise stopped
         finally:
             for layer in model._bn_layers():
                 layer.sync = None
