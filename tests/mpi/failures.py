@@ -42,11 +42,13 @@ try:
     model.fit(X, y, epochs=3, batch_size=32, comm=comm, shard_state=sys.argv[1:] == ["sigint", "shard"])
 except KeyboardInterrupt:
     digest = hashlib.blake2b(model.flat.data.tobytes(), digest_size=8).hexdigest()
-    print(f"rank {comm.rank} interrupted: epochs {len(model.history.epoch)} "
-          f"interrupted {model.history.interrupted} weights {digest}", flush=True)
+    line = (f"rank {comm.rank} interrupted: epochs {len(model.history.epoch)} "
+            f"interrupted {model.history.interrupted} weights {digest}")
     if comm.rank == 0:  # after ZeRO-1 too, rank 0 holds every parameter's state
         sd = model.optimizer.state_dict()
         sq = [sd[k] for k in sd if k.endswith(".exp_avg_sq")]
-        print(f"state: steps {sd['state.0.step']} filled {all(np.all(v > 0) for v in sq)}", flush=True)
+        line += f"; state: steps {sd['state.0.step']} filled {all(np.all(v > 0) for v in sq)}"
+    sys.stdout.flush()
+    os.write(1, (line + "\n").encode())  # one write: mpiexec does not splice the ranks in it
     sys.exit(0)
 print(f"rank {comm.rank} finished", flush=True)
