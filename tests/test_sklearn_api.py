@@ -1,5 +1,7 @@
 """fusedops.sklearn inside scikit-learn's tools (Pipeline, GridSearchCV, cross_val_score, clone),
 its inputs and outputs (dtypes, sparse, views), fusedops' extras, and clear errors."""
+import pickle
+
 import numpy as np
 import pytest
 
@@ -191,6 +193,11 @@ def test_low_bit_optimizer_state(solver, state_dtype):
     slots = 2 if solver == "adam" else 1
     assert saved == slots * n_low * per_value
     assert low.score(X_TE / 16, Y_TE) > full.score(X_TE / 16, Y_TE) - 0.02
+    twin = pickle.loads(pickle.dumps(low))  # the 8-/16-bit state travels and continues exactly
+    for est in (low, twin):
+        est.set_params(warm_start=True, max_iter=1).fit(X_TR / 16, Y_TR)
+    for a, b in zip(low.coefs_, twin.coefs_):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_low_bit_adam_keeps_sklearns_epsilon():
