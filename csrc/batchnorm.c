@@ -8,21 +8,24 @@
  * in cache (E[x^2]-E[x]^2 cancels when mean >> std), merged with Chan, Golub & LeVeque's
  * pairwise update (1979). x is read from memory twice in training, dy and x twice in
  * backward. Built with -ffp-contract=off and no -ffast-math: sums keep their order.
- * Every entry point returns 0, or -1 (nothing written) when its scratch allocation fails. */
+ * Every entry point returns 0, or -1 (nothing written) when its scratch allocation fails.
+ * Each loop runs in parallel when its own work (elements read) reaches FO_PAR_MIN_BN (threads.h). */
 #include <math.h>
 #include <stdlib.h>
 #include "fusedops.h"
+#include "threads.h"
 
 #define BN_CHUNK 128 /* rows per partial: 128 x BN_TILE fp32 = 256 KiB stays in L2 */
 #define BN_TILE 512  /* columns per task */
 #define BN_MERGE_TILE 64 /* columns per task when merging partials */
+#define BN_PAR(work) fo_parallel_ok((work), FO_PAR_MIN_BN)
 
 /* Per column, Chan et al.'s merge of its chunk partials in chunk order. All columns share the
  * counts, so the weights are scalars and the column loop vectorizes. */
 static void bn_merge_chunks(double *restrict cmean, double *restrict cm2,
                             const double *restrict pmean, const double *restrict pm2,
                             int64_t n, int64_t nch, int64_t nj) {
-    _Pragma("omp parallel for schedule(static)")
+    _Pragma("omp parallel for schedule(static) if (BN_PAR(nch * nj))")
     for (int64_t j0 = 0; j0 < nj; j0 += BN_MERGE_TILE) {
         int64_t w = nj - j0 < BN_MERGE_TILE ? nj - j0 : BN_MERGE_TILE;
         double ma[BN_MERGE_TILE] = {0}, m2a[BN_MERGE_TILE] = {0}, na = 0.0;
@@ -45,7 +48,7 @@ static void bn_merge_chunks(double *restrict cmean, double *restrict cm2,
 static void bn_sum_chunks(double *restrict csum, double *restrict cdot,
                           const double *restrict psum, const double *restrict pdot,
                           int64_t nch, int64_t nj) {
-    _Pragma("omp parallel for schedule(static)")
+    _Pragma("omp parallel for schedule(static) if (BN_PAR(nch * nj))")
     for (int64_t j0 = 0; j0 < nj; j0 += BN_MERGE_TILE) {
         int64_t w = nj - j0 < BN_MERGE_TILE ? nj - j0 : BN_MERGE_TILE;
         double a[BN_MERGE_TILE] = {0}, b[BN_MERGE_TILE] = {0};
@@ -97,7 +100,7 @@ static void bn_grad_task_##SUF(double *restrict psum, double *restrict pdot,    
 static void bn_normalize_##SUF(T *restrict y, const T *restrict x, const T *restrict cm,    \
                                const T *restrict cs, const T *restrict cb, int64_t n,       \
                                int64_t nj) {                                                \
-    _Pragma("omp parallel for schedule(static)")                                            \
+    _Pragma("omp parallel for schedule(static) if (BN_PAR(n * nj))")                         \
     for (int64_t r = 0; r < n; r++) {                                                       \
         const T *xr = x + r * nj; T *yr = y + r * nj;                                       \
         _Pragma("omp simd") for (int64_t j = 0; j < nj; j++)                                \
@@ -107,7 +110,7 @@ static void bn_normalize_##SUF(T *restrict y, const T *restrict x, const T *rest
 static void bn_grad_input_##SUF(T *restrict dx, const T *restrict dy, const T *restrict x,  \
                                 const T *restrict cf, int64_t n, int64_t nj) {              \
     const T *cm = cf, *c1 = cf + nj, *c2 = cf + 2 * nj, *c3 = cf + 3 * nj;                  \
-    _Pragma("omp parallel for schedule(static)")                                            \
+    _Pragma("omp parallel for schedule(static) if (BN_PAR(n * nj))")                         \
     for (int64_t r = 0; r < n; r++) {                                                       \
         const T *xr = x + r * nj, *gr = dy + r * nj; T *dr = dx + r * nj;                   \
         _Pragma("omp simd") for (int64_t j = 0; j < nj; j++)                                \
@@ -137,7 +140,7 @@ int fo_batchnorm_forward_train_##SUF(T *y, T *mean, T *invstd, T *rm, T *rv, con
     if (!part || !cf) { free(part); free(cf); return -1; }                                  \
     double *pmean = part, *pm2 = part + nch * nj;                                           \
     double *cmean = part + 2 * nch * nj, *cm2 = cmean + nj;                                 \
-    _Pragma("omp parallel for schedule(static)")                                            \
+    _Pragma("omp parallel for schedule(static) if (BN_PAR(n * nj))")                         \
     for (int64_t task = 0; task < nch * ntiles; task++) {                                   \
         int64_t k = task / ntiles, j0 = (task % ntiles) * BN_TILE, r0 = k * BN_CHUNK;       \
         int64_t r1 = n < r0 + BN_CHUNK ? n : r0 + BN_CHUNK;                                 \
@@ -145,7 +148,7 @@ int fo_batchnorm_forward_train_##SUF(T *y, T *mean, T *invstd, T *rm, T *rv, con
         bn_stats_task_##SUF(pmean + k * nj + j0, pm2 + k * nj + j0, x, r0, r1, j0, w, nj);  \
     }                                                                                       \
     bn_merge_chunks(cmean, cm2, pmean, pm2, n, nch, nj);                                    \
-    _Pragma("omp parallel for schedule(static)")                                            \
+    _Pragma("omp parallel for schedule(static) if (BN_PAR(nj))")                             \
     for (int64_t ch = 0; ch < c; ch++) {                                                    \
         double m = 0.0, m2 = 0.0, na = 0.0, cnt = (double)(n * nl);                         \
         for (int64_t l = 0; l < nl; l++) { /* merge the channel's columns in l order */     \
@@ -196,7 +199,7 @@ int fo_batchnorm_backward_##SUF(T *dx, T *dgamma, T *dbeta, const T *dy, const T
     double *psum = part, *pdot = part + nch * nj;                                           \
     double *csum = part + 2 * nch * nj, *cdot = csum + nj;                                  \
     for (int64_t j = 0; j < nj; j++) cf[j] = mean[j / nl];                                  \
-    _Pragma("omp parallel for schedule(static)")                                            \
+    _Pragma("omp parallel for schedule(static) if (BN_PAR(n * nj))")                         \
     for (int64_t task = 0; task < nch * ntiles; task++) {                                   \
         int64_t k = task / ntiles, j0 = (task % ntiles) * BN_TILE, r0 = k * BN_CHUNK;       \
         int64_t r1 = n < r0 + BN_CHUNK ? n : r0 + BN_CHUNK;                                 \

@@ -11,7 +11,7 @@ from numba import njit, prange
 
 from ..common import dropout as common
 from ..common.philox import LO, S32
-from .jit import kernel, serial_twin
+from .jit import kernel, run
 from .philox import philox4x32_10
 
 CHUNK = 1024  # elements per chunk: 256 Philox blocks, 128 mask bytes
@@ -119,59 +119,54 @@ def _backward_chunk(c, dx, dy, mask, divisor):
     _scale(dx[e0:e0 + m], dy[e0:e0 + m], keep64.view(np.uint8), divisor)
 
 
-# Each kernel twice: over chunks in parallel, and its serial twin (the same function built with
-# parallel=False, cpu/jit.py) for calls below PARALLEL_MIN elements, where waking the thread
-# pool costs more than it saves (far more on a busy machine).
+# Each kernel runs over chunks in parallel from PARALLEL_MIN elements, else as its serial twin
+# (the same function built with parallel=False, cpu/jit.py), where waking the thread pool costs
+# more than it saves (far more on a busy machine). Philox makes dropout compute-bound, so it
+# pays earlier than the memory-bound optimizer steps.
+# Measured: benchmarks/test_threads.py::test_parallel_threshold (README "Threads").
 PARALLEL_MIN = 32768
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN)
 def _forward_par(y, mask, x, k0, k1, o0, o1, t32, allk, divisor):
     for c in prange((x.size + CHUNK - 1) // CHUNK):
         _forward_chunk(c, y, mask, x, k0, k1, o0, o1, t32, allk, divisor)
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN)
 def _mask_par(mask, n, k0, k1, o0, o1, t32, allk):
     for c in prange((n + CHUNK - 1) // CHUNK):
         _mask_chunk(c, mask, n, k0, k1, o0, o1, t32, allk)
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN)
 def _backward_par(dx, dy, mask, divisor):
     for c in prange((dy.size + CHUNK - 1) // CHUNK):
         _backward_chunk(c, dx, dy, mask, divisor)
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN)
 def _scale_par(y, x, s):
     for i in prange(x.size):
         y[i] = s * x[i]
 
 
-_forward_ser, _mask_ser = serial_twin(_forward_par), serial_twin(_mask_par)
-_backward_ser, _scale_ser = serial_twin(_backward_par), serial_twin(_scale_par)
-
-
 def dropout_forward(y, mask, x, seed, offset, threshold, divisor):
     """y (n,) = x (n,) * keep / divisor; mask (ceil(n/8),) uint8 or None <- packed keep."""
-    run = _forward_par if x.size >= PARALLEL_MIN else _forward_ser
-    run(y, mask, x, *common.key_words(seed, offset, threshold), x.dtype.type(divisor))
+    run(_forward_par, x.size, y, mask, x, *common.key_words(seed, offset, threshold),
+        x.dtype.type(divisor))
 
 
 def dropout_mask(mask, n, seed, offset, threshold):
     """mask (ceil(n/8),) uint8 <- packed keep bits of n elements."""
-    run = _mask_par if n >= PARALLEL_MIN else _mask_ser
-    run(mask, int(n), *common.key_words(seed, offset, threshold))
+    run(_mask_par, n, mask, int(n), *common.key_words(seed, offset, threshold))
 
 
 def dropout_backward(dx, dy, mask, divisor):
     """dx (n,) = dy (n,) * keep / divisor, keep unpacked from mask (ceil(n/8),) uint8."""
-    run = _backward_par if dy.size >= PARALLEL_MIN else _backward_ser
-    run(dx, dy, mask, dy.dtype.type(divisor))
+    run(_backward_par, dy.size, dx, dy, mask, dy.dtype.type(divisor))
 
 
 def dropout_scale(y, x, scale):
     """y (n,) = scale * x (n,): eval mode."""
-    run = _scale_par if x.size >= PARALLEL_MIN else _scale_ser
-    run(y, x, x.dtype.type(scale))
+    run(_scale_par, x.size, y, x, x.dtype.type(scale))

@@ -1,0 +1,176 @@
+"""Threads: where a parallel kernel starts to pay (the serial thresholds), and Python threads
+calling kernels at the same time.
+
+    pytest benchmarks/test_threads.py --benchmark-only
+    python benchmarks/test_threads.py thresholds [--rounds 15]    # the crossover table
+
+test_parallel_threshold times every CPU op forced serial and forced parallel
+(fusedops._threads.forced) at sizes around the thresholds, one group per (op, backend, size).
+The threshold of a family is the smallest size from which its parallel kernel beats the serial
+one by a margin (MARGIN) at every larger size: below it, waking the pool costs more than it
+saves, and a pool that is woken also competes with the user's BLAS for the cores. The script
+mode interleaves serial and parallel round-robin at every size and prints the minimum and median
+ratio and the crossover; the thresholds in kernels/cpu/*.py (PARALLEL_MIN) and csrc/threads.h
+cite it.
+
+test_python_threads runs the same four independent Adam steps from 4 Python threads at once and
+one after the other from one thread: Numba kernels are nogil and cffi releases the GIL, so below
+the threshold (serial kernels) the threaded run uses every core.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from conftest import backend_params, bench_sizes
+
+from fusedops import ops
+from fusedops._threads import forced
+
+SIZES = bench_sizes([4096, 16384, 32768, 65536, 131072, 262144, 1048576])
+MARGIN = 1.1  # parallel must be this much faster to count as paying
+CPU = ["numba", "c"]
+
+
+def _optim(kind, n):
+    rng = np.random.default_rng(0)
+    w, g = rng.standard_normal(n, dtype=np.float32), rng.standard_normal(n, dtype=np.float32)
+    state = [np.full(n, 0.01, np.float32) for _ in range(2)]
+    if kind == "sgd":
+        return lambda be: ops.sgd_step(w, g, lr=1e-3, backend=be)
+    return lambda be: ops.adam_step(w, g, *state, step=3, lr=1e-3, backend=be)
+
+
+def _dropout(n):
+    x = np.random.default_rng(0).standard_normal(n, dtype=np.float32)
+    y = np.empty_like(x)
+    return lambda be: ops.dropout_forward(x, 0.5, seed=1, out=y, backend=be)
+
+
+def _batchnorm(n, features=256):
+    rows = max(2, n // features)
+    x = np.random.default_rng(0).standard_normal((rows, features), dtype=np.float32)
+    dy = np.ones_like(x)
+    rm, rv = np.zeros(features, np.float32), np.ones(features, np.float32)
+
+    def step(be):
+        _, mean, invstd = ops.batchnorm_forward(x, None, None, rm, rv, training=True, backend=be)
+        ops.batchnorm_backward(dy, x, None, mean, invstd, backend=be)
+    return step
+
+
+OPS = {"sgd": lambda n: _optim("sgd", n), "adam": lambda n: _optim("adam", n),
+       "dropout": _dropout, "batchnorm": _batchnorm}
+
+
+def _timed(fn, be, mode, reps):
+    with forced(mode):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn(be)
+        return (time.perf_counter() - t0) / reps
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("mode", ["serial", "parallel"])
+@pytest.mark.parametrize("op", list(OPS))
+@pytest.mark.parametrize("backend", backend_params(CPU))
+def test_parallel_threshold(benchmark, backend, op, mode, n):
+    benchmark.group = f"threshold-{op}-{backend} n={n}"
+    fn = OPS[op](n)
+    with forced(mode):
+        fn(backend)  # JIT warm-up (each mode compiles its own twin)
+        benchmark(fn, backend)
+    benchmark.extra_info["mode"] = mode
+
+
+def _sweep(rounds: int):
+    """{(op, backend): [(n, min ratio, median ratio)]}, ratio = serial time / parallel time,
+    serial and parallel interleaved round-robin at every size."""
+    out = {}
+    for op, make in OPS.items():
+        for be in CPU:
+            rows = []
+            for n in SIZES:
+                fn = make(n)
+                reps = max(3, 2_000_000 // (n * (8 if op == "dropout" else 1)))
+                for mode in ("serial", "parallel"):
+                    _timed(fn, be, mode, 1)
+                t = {"serial": [], "parallel": []}
+                for _ in range(rounds):
+                    for mode in t:
+                        t[mode].append(_timed(fn, be, mode, reps))
+                s, p = np.array(t["serial"]), np.array(t["parallel"])
+                rows.append((n, s.min() / p.min(), float(np.median(s / p)), s.min() * 1e6,
+                             p.min() * 1e6))
+            out[(op, be)] = rows
+    return out
+
+
+def crossover(rows):
+    """The smallest size from which the parallel kernel pays (min and median ratio >= MARGIN)
+    at that size and every larger one; None when it never does."""
+    best = None
+    for n, rmin, rmed, *_ in reversed(rows):
+        if rmin >= MARGIN and rmed >= MARGIN:
+            best = n
+        else:
+            break
+    return best
+
+
+def main(argv):
+    rounds = int(argv[argv.index("--rounds") + 1]) if "--rounds" in argv else 15
+    import fusedops
+
+    print(f"threads {fusedops.get_num_threads()}, numba layer "
+          f"{fusedops._threads.numba_layer()}, {rounds} rounds; ratio = serial/parallel time")
+    for (op, be), rows in _sweep(rounds).items():
+        print(f"{op:9s} {be:5s} crossover {crossover(rows)}")
+        for n, rmin, rmed, s, p in rows:
+            print(f"    n={n:8d} serial {s:9.1f} us  parallel {p:9.1f} us  "
+                  f"ratio min {rmin:5.2f} median {rmed:5.2f}")
+
+
+# --------------------------------------------------------------------------- Python threads
+
+N_THREAD_SIZES = bench_sizes([16384, 1048576])
+
+
+def _four_adams(n):
+    rng = np.random.default_rng(1)
+    return [(rng.standard_normal(n, dtype=np.float32), rng.standard_normal(n, dtype=np.float32),
+             np.zeros(n, np.float32), np.zeros(n, np.float32)) for _ in range(4)]
+
+
+def _steps(arrays, be, k):
+    w, g, m, v = arrays
+    for t in range(1, k + 1):
+        ops.adam_step(w, g, m, v, step=t, lr=1e-3, backend=be)
+
+
+@pytest.mark.parametrize("n", N_THREAD_SIZES)
+@pytest.mark.parametrize("how", ["4-threads", "serial"])
+@pytest.mark.parametrize("backend", backend_params(CPU))
+def test_python_threads(benchmark, backend, how, n):
+    benchmark.group = f"python-threads-{backend} n={n}"
+    work = _four_adams(n)
+    k = max(1, 200_000 // n)  # steps per array per round: calls long enough to overlap
+    _steps(work[0], backend, 1)
+    with ThreadPoolExecutor(4) as pool:
+        if how == "4-threads":
+            run = lambda: list(pool.map(lambda a: _steps(a, backend, k), work))  # noqa: E731
+        else:
+            run = lambda: [_steps(a, backend, k) for a in work]  # noqa: E731
+        benchmark(run)
+    benchmark.extra_info["steps_per_array"] = k
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["thresholds"]:
+        main(sys.argv)
+    else:
+        print(__doc__)
