@@ -36,6 +36,7 @@ def _vec(n, dtype, seed, *, mean=0.0, zeros=False):
     return x
 
 
+DTYPES = (np.float32, np.float64)
 OPTIM = {  # op -> list of (case name, arrays(n, dtype) -> (args), kwargs)
     "sgd": [("plain", 0, {}), ("mom", 1, dict(momentum=0.9)),
             ("nesterov", 1, dict(momentum=0.9, nesterov=True, weight_decay=0.01, l1=1e-3)),
@@ -49,9 +50,9 @@ OPTIM = {  # op -> list of (case name, arrays(n, dtype) -> (args), kwargs)
 }
 
 
-def optim_cases(ops, be, sizes):
+def optim_cases(ops, be, sizes, dtypes=DTYPES):
     out = {}
-    for dt in (np.float32, np.float64):
+    for dt in dtypes:
         for n in sizes:
             for op, cases in OPTIM.items():
                 for name, nstate, kw in cases:
@@ -88,10 +89,10 @@ def nonfinite_cases(be, sizes):
     return out
 
 
-def dropout_cases(ops, be, sizes):
+def dropout_cases(ops, be, sizes, dtypes=DTYPES):
     out = {}
     keys = [(0, 0), (2**40 + 7, 3), (123, 2**35 + 1)]
-    for dt in (np.float32, np.float64):
+    for dt in dtypes:
         for n in sizes:
             x = _vec(n, dt, 4, zeros=True)
             for p in (0.0, 0.3, 1.0):
@@ -118,9 +119,9 @@ def dropout_cases(ops, be, sizes):
     return out
 
 
-def batchnorm_cases(ops, be, shapes):
+def batchnorm_cases(ops, be, shapes, dtypes=DTYPES):
     out = {}
-    for dt in (np.float32, np.float64):
+    for dt in dtypes:
         for shape in shapes:
             c = shape[1]
             x = _vec(int(np.prod(shape)), dt, 6, mean=100.0).reshape(shape)
@@ -143,9 +144,9 @@ def batchnorm_cases(ops, be, shapes):
     return out
 
 
-def stream_cases(ops, be, sizes):
+def stream_cases(ops, be, sizes, dtypes=DTYPES):
     out = {}
-    for dt in (np.float32, np.float64):
+    for dt in dtypes:
         for n in sizes:
             b, c = _vec(n, dt, 1), _vec(n, dt, 2)
             a = np.empty_like(b)

@@ -1,0 +1,294 @@
+"""fusedops inside the user's process: serial thresholds, a process-wide thread count, Python
+threads at the same time, fork children (fork-pool and os.fork) on both CPU backends and every
+Numba threading layer. Anything that may abort or hang runs in a subprocess with a timeout."""
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numba
+import numpy as np
+import pytest
+from numba import prange
+
+import fusedops
+from fusedops import ops
+from fusedops._threads import forced, tbb_library, thread_setting
+from fusedops.kernels.cpu.jit import run
+
+CPU = ["numba", "c"]
+BIG = 1 << 18  # above every family's threshold
+TIMEOUT = 240
+
+
+def _adam(be, w0, g, steps=2):
+    w, m, v = w0.copy(), np.zeros_like(w0), np.zeros_like(w0)
+    for t in range(1, steps + 1):
+        ops.adam_step(w, g, m, v, step=t, lr=1e-2, weight_decay=0.01, backend=be)
+    return w, m, v
+
+
+def _data(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal(n, dtype=np.float32), rng.standard_normal(n, dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- serial / parallel
+
+@pytest.mark.parametrize("n", [1, 7, 1027, 100_003])
+@pytest.mark.parametrize("backend", CPU)
+def test_serial_and_parallel_kernels_give_the_same_bits(backend, n):
+    """Forced serial and forced parallel (tiny inputs split over the threads too) equal the
+    default path bit for bit, for an optimizer, dropout and batch norm."""
+    w0, g = _data(n)
+    x = np.random.default_rng(1).standard_normal((n + 1, 3), dtype=np.float32)
+    outs = {}
+    for mode in ("default", "serial", "parallel"):
+        with (forced(mode) if mode != "default" else _nothing()):
+            y, mask = ops.dropout_forward(w0, 0.3, seed=5, offset=2, backend=backend)
+            bn = ops.batchnorm_forward(x, None, None, None, None, training=True, backend=backend)
+            outs[mode] = [*_adam(backend, w0, g), y, mask, *bn]
+    for mode in ("serial", "parallel"):
+        for a, b in zip(outs[mode], outs["default"]):
+            np.testing.assert_array_equal(a, b)
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+SMALL_CALLS = textwrap.dedent("""
+    import numpy as np
+    from fusedops import ops
+    from fusedops._c import lib
+    from numba.np.ufunc import parallel
+    x = np.random.default_rng(0).standard_normal(20_000).astype(np.float32)
+    for be in ("numba", "c"):
+        w, m, v = x.copy(), np.zeros_like(x), np.zeros_like(x)
+        ops.adam_step(w, x, m, v, step=1, lr=1e-3, backend=be)
+        ops.sgd_step(w, x, lr=1e-3, backend=be)
+        ops.dropout_forward(x, 0.5, seed=1, backend=be)
+        ops.batchnorm_forward(x.reshape(200, 100), None, None, None, None, training=True,
+                              backend=be)
+    print(parallel._is_initialized, lib.fo_pool_workers())
+    ops.adam_step(np.zeros(1 << 18, np.float32), np.ones(1 << 18, np.float32),
+                  np.zeros(1 << 18, np.float32), np.zeros(1 << 18, np.float32), step=1, lr=1,
+                  backend="c")
+    print(lib.fo_pool_workers())
+""")
+
+
+def test_small_calls_wake_no_thread_pool():
+    """20,000-element steps, dropout and batch norm start neither Numba's threads nor the C
+    pool's; one large C step starts the pool's workers."""
+    out = _python(SMALL_CALLS).split()
+    assert out[:2] == ["False", "0"]
+    assert int(out[2]) == min(os.cpu_count(), fusedops.get_num_threads()) - 1
+
+
+def _python(script, env=None):
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=TIMEOUT, env=dict(os.environ, **(env or {})))
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res.stdout
+
+
+# --------------------------------------------------------------------------- thread count
+
+def _mask_body(out):
+    for i in prange(out.size):
+        out[i] = numba.get_num_threads()
+
+
+# a parallel kernel for run() that writes the Numba thread mask it runs with (not cached: it
+# reads a dynamic global)
+_mask_probe = numba.njit(parallel=True)(_mask_body)
+_mask_probe.fusedops_parallel_min, _mask_probe.fusedops_serial = 1, numba.njit(_mask_body)
+
+
+def _from_thread(fn):
+    box = []
+    t = threading.Thread(target=lambda: box.append(fn()))
+    t.start()
+    t.join(TIMEOUT)
+    return box[0]
+
+
+def _numba_mask():
+    out = np.zeros(1, np.int64)
+    run(_mask_probe, 1, out)
+    return int(out[0])
+
+
+def test_set_num_threads_holds_in_every_python_thread():
+    from fusedops._c import lib
+
+    before = thread_setting()
+    try:
+        fusedops.set_num_threads(1)
+        assert _from_thread(fusedops.get_num_threads) == 1
+        assert _from_thread(_numba_mask) == 1
+        assert _from_thread(lambda: lib.fo_probe_team(BIG, 1)) == 1
+        full = min(2, os.cpu_count())
+        fusedops.set_num_threads(full)
+        assert _from_thread(_numba_mask) == full
+        assert _from_thread(lambda: lib.fo_probe_team(BIG, 1)) == full
+        assert lib.fo_probe_team(BIG - 1, BIG) == 1  # under the threshold: serial
+    finally:
+        fusedops.set_num_threads(before)
+
+
+# --------------------------------------------------------------------------- Python threads
+
+@pytest.mark.parametrize("n", [20_000, BIG])
+@pytest.mark.parametrize("backend", CPU)
+def test_four_python_threads_equal_serial(backend, n):
+    inputs = [_data(n, seed) for seed in range(4)]
+    serial = [_adam(backend, w, g, steps=3) for w, g in inputs]
+    results = [None] * 4
+
+    def work(i):
+        results[i] = _adam(backend, *inputs[i], steps=3)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT)
+    for got, want in zip(results, serial):
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("mode", ["serial", "parallel"])
+@pytest.mark.parametrize("backend", CPU)
+def test_kernels_release_the_gil(backend, mode):
+    """With a 100 s switch interval the GIL changes hands only where a thread releases it: the
+    main thread runs while the worker is still inside the kernel call only if the kernel (Numba
+    nogil; cffi) released it. Called at the kernel layer: no NumPy call in between releases it."""
+    from fusedops import _dispatch
+
+    n = 1 << 22
+    w, g = _data(n)
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    args = (w, m, v, None, g)
+    scalars = (1e-3, 0.9, 0.999, 1e-8, 0, 1.0, 0.0, 0.0, 0.1, 0.001)
+    started, done, seen = threading.Event(), threading.Event(), []
+
+    def work():
+        started.set()
+        if backend == "numba":
+            from fusedops.kernels.cpu import optim
+
+            optim.adam_update(*args, *scalars)
+        else:
+            _dispatch.launch("c", _dispatch.ADAM_UPDATE, args, scalars=scalars)
+        done.set()
+
+    interval = sys.getswitchinterval()
+    with forced(mode):
+        work()  # compiled beforehand
+        started.clear()
+        done.clear()
+        sys.setswitchinterval(100.0)
+        try:
+            t = threading.Thread(target=work)
+            t.start()
+            started.wait()
+            seen.append(done.is_set())
+            t.join(TIMEOUT)
+        finally:
+            sys.setswitchinterval(interval)
+    assert seen == [False]
+
+
+# --------------------------------------------------------------------------- fork
+
+FORK = textwrap.dedent("""
+    import hashlib, multiprocessing, os, sys
+    import numpy as np
+    import fusedops
+    from fusedops import ops
+    from fusedops._c import lib
+    from fusedops.kernels.cpu.jit import POLICY
+    n = 1 << 18
+    rng = np.random.default_rng(0)
+    W, G = rng.standard_normal(n, dtype=np.float32), rng.standard_normal(n, dtype=np.float32)
+
+    def digest(be):
+        w, m, v = W.copy(), np.zeros(n, np.float32), np.zeros(n, np.float32)
+        for t in (1, 2):
+            ops.adam_step(w, G, m, v, step=t, lr=1e-2, backend=be)
+        y, mask = ops.dropout_forward(W, 0.25, seed=3, backend=be)
+        return hashlib.sha256(b"".join(a.tobytes() for a in (w, m, v, y, mask))).hexdigest()
+
+    def child(be):
+        return digest(be), POLICY.serial_only, lib.fo_probe_team(n, 1)
+
+    for be in sys.argv[1:]:
+        want = digest(be)  # the parent's pools are running now
+        team = lib.fo_probe_team(n, 1)
+        pid = os.fork()
+        if pid == 0:
+            got, serial, cteam = child(be)
+            os._exit(0 if (got, cteam) == (want, team) else 3)
+        assert os.waitpid(pid, 0)[1] == 0, "os.fork child differs"
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            kids = pool.map(child, [be, be])
+        assert [k[0] for k in kids] == [want, want], "pool child differs"
+        assert [k[2] for k in kids] == [team, team], "C pool child runs a different team"
+        assert digest(be) == want and lib.fo_probe_team(n, 1) == team  # parent keeps its threads
+        print(be, fusedops._threads.numba_layer(), kids[0][1], team, lib.fo_pool_workers(),
+              lib.fo_get_num_threads())
+""")
+
+
+def _layers():
+    params = [pytest.param("omp", id="omp"), pytest.param("workqueue", id="workqueue")]
+    skip = pytest.mark.skipif(tbb_library() is None, reason="the tbb wheel is not installed "
+                              "(pip install 'fusedops[tbb]')")
+    return [pytest.param("tbb", id="tbb", marks=skip), *params]
+
+
+@pytest.mark.parametrize("layer", _layers())
+def test_fork_children_compute_the_same(layer):
+    """After the parent ran parallel kernels: os.fork children and a fork Pool's workers get
+    the parent's bits with no abort and no hang; Numba children run serially under GNU OpenMP
+    (not fork-safe) and in parallel on tbb / workqueue; C children start a fresh pool (same
+    team as the parent); the parent computes the same afterwards. C runs in one layer's run."""
+    backends = ["numba", "c"] if layer == "omp" else ["numba"]
+    lines = _run_fork(layer, backends)
+    rows = [line.split() for line in lines.strip().splitlines()]
+    assert rows[0][:3] == ["numba", layer, str(layer == "omp")]
+    if layer == "omp":  # the C row: a full team in parent and children, team - 1 workers
+        threads = int(rows[1][5])
+        assert rows[1][0] == "c" and rows[1][3:5] == [str(threads), str(threads - 1)]
+
+
+def _run_fork(layer, backends):
+    res = subprocess.run([sys.executable, "-c", FORK, *backends], capture_output=True,
+                         text=True, timeout=TIMEOUT,
+                         env=dict(os.environ, NUMBA_THREADING_LAYER=layer))
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res.stdout
+
+
+def test_c_extension_links_no_openmp_runtime():
+    """pool.c serves every OpenMP entry point the kernels use; an undefined GOMP_ / omp_ symbol
+    would bind to whatever libgomp the process holds (or fail to load)."""
+    import shutil
+
+    from fusedops import _fusedops_c
+
+    nm = shutil.which("nm")
+    if nm is None:
+        pytest.skip("binutils' nm is not installed")
+    out = subprocess.run([nm, "-D", "--undefined-only", _fusedops_c.__file__],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    imported = [line.split()[-1] for line in out.splitlines()]
+    assert imported and not [s for s in imported if s.startswith(("GOMP_", "omp_", "kmp_"))]
