@@ -4,12 +4,20 @@
  * symbols of this extension, so the kernels bind to them at link time and never to a libgomp
  * the process may hold (the user's, PyTorch's, Numba's), and the extension links no libgomp.
  *
- * Why not libgomp (measured in benchmarks/test_threads.py and README "Threads"):
+ * Why not libgomp (measured: benchmarks/test_threads.py, benchmarks/test_composability.py;
+ * README "Threads"):
  * - after each parallel region libgomp's idle workers spin ~300,000 iterations (about 4 ms of a
  *   core here) before sleeping: they take the cores the user's BLAS needs next. Its wait policy
  *   is read once, from OMP_WAIT_POLICY / GOMP_SPINCOUNT, when the process loads libgomp, so a
  *   library cannot make its own regions passive without changing every other OpenMP user in
  *   the process. Here idle workers spin FO_SPIN_NS, then sleep on a condition variable.
+ * - a static team waits for its slowest thread: on a busy machine (or next to BLAS threads) a
+ *   region waits milliseconds for a descheduled worker to start its share. Here the team's
+ *   shares ("slots": thread numbers 0 .. team-1) are claimed by whichever thread comes first;
+ *   the calling thread claims too, and runs every slot itself when no worker is awake, so a
+ *   region never waits for a thread that has not started. This needs regions without barriers
+ *   (each slot may run after another on the same thread): csrc has none, and a construct that
+ *   needs one (GOMP_barrier) has no definition here, so the build's import check fails.
  * - after fork() a child's libgomp still believes in the parent's worker threads and waits for
  *   them forever. Here a pthread_atfork child handler forgets the pool; the child's first
  *   region starts fresh workers (children run in parallel too), the parent keeps its own.
@@ -19,7 +27,7 @@
  *   region on its own thread (a team of one): both correct, no oversubscribed second pool.
  *
  * A new construct that needs another libgomp entry point (GOMP_barrier, GOMP_loop_*, ...)
- * leaves an undefined symbol: tests/test_threads_c.py fails on any GOMP_ or omp_ import. */
+ * leaves an undefined symbol: tests/test_threads.py fails on any GOMP_ or omp_ import. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <sched.h>
@@ -45,10 +53,11 @@
 static struct {
     pthread_mutex_t mu;
     pthread_cond_t work, done;  /* workers sleep on `work`, the master on `done` */
-    _Atomic uint64_t ticket;    /* (generation << 16) | team size of the current region */
-    _Atomic int pending;        /* team workers still running the current region */
+    /* the current region: generation << 32 | team << 16 | next unclaimed slot */
+    _Atomic uint64_t ticket;
+    _Atomic int slots_done;     /* slots of the current region finished */
     atomic_flag busy;           /* a master owns the pool */
-    int created;                /* workers 1 .. created exist (in this process) */
+    int created;                /* workers that exist (in this process) */
     void (*fn)(void *);
     void *data;
 } pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
@@ -118,51 +127,56 @@ static void wait_for(int (*ready)(const void *), const void *arg, pthread_cond_t
     pthread_mutex_unlock(&pool.mu);
 }
 
-static int ticket_moved(const void *seen) {
-    return atomic_load_explicit(&pool.ticket, memory_order_acquire) != *(const uint64_t *)seen;
+static int new_region(const void *gen) {
+    return (atomic_load_explicit(&pool.ticket, memory_order_acquire) >> 32) != *(const uint64_t *)gen;
 }
 
-static int all_done(const void *unused) {
-    (void)unused;
-    return atomic_load_explicit(&pool.pending, memory_order_acquire) == 0;
+static int all_done(const void *team) {
+    return atomic_load_explicit(&pool.slots_done, memory_order_acquire) == *(const int *)team;
 }
 
-struct start { int id; uint64_t ticket; };
-
-static void *worker(void *arg) {
-    struct start s = *(struct start *)arg;
-    free(arg);
-    uint64_t seen = s.ticket;
+/* Claim and run slots of generation `gen` until none is left; the thread that finishes the
+ * last slot wakes the master. */
+static void run_slots(uint64_t gen) {
+    uint64_t t = atomic_load_explicit(&pool.ticket, memory_order_acquire);
     for (;;) {
-        wait_for(ticket_moved, &seen, &pool.work);
-        seen = atomic_load_explicit(&pool.ticket, memory_order_acquire);
-        int team = (int)(seen & 0xFFFF);
-        if (s.id >= team) continue;  /* not in this region's team */
-        tl_team = team, tl_id = s.id, tl_in_region = 1;
+        int team = (int)(t >> 16 & 0xFFFF), slot = (int)(t & 0xFFFF);
+        if (t >> 32 != gen || slot >= team) return;
+        if (!atomic_compare_exchange_weak_explicit(&pool.ticket, &t, t + 1, memory_order_acq_rel,
+                                                   memory_order_acquire))
+            continue;  /* t now holds the current value: try again */
+        tl_team = team, tl_id = slot, tl_in_region = 1;
         pool.fn(pool.data);
         tl_team = 1, tl_id = 0, tl_in_region = 0;
-        if (atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_acq_rel) == 1) {
-            pthread_mutex_lock(&pool.mu);  /* the master checks `pending` under mu */
+        if (atomic_fetch_add_explicit(&pool.slots_done, 1, memory_order_acq_rel) + 1 == team) {
+            pthread_mutex_lock(&pool.mu);  /* the master checks slots_done under mu */
             pthread_cond_signal(&pool.done);
             pthread_mutex_unlock(&pool.mu);
         }
+        t = atomic_load_explicit(&pool.ticket, memory_order_acquire);
+    }
+}
+
+static void *worker(void *arg) {
+    uint64_t gen = (uint64_t)(uintptr_t)arg;  /* the generation before this thread existed */
+    for (;;) {
+        wait_for(new_region, &gen, &pool.work);
+        gen = atomic_load_explicit(&pool.ticket, memory_order_acquire) >> 32;
+        run_slots(gen);
     }
     return NULL;
 }
 
-/* Start workers up to id n-1 (detached; they live as long as the process). Returns the team
- * size that can run: fewer when the system refuses a thread. */
+/* Start workers until n - 1 exist (detached; they live as long as the process). Returns the
+ * team size that can run: fewer when the system refuses a thread. */
 static int grow(int n) {
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    uintptr_t gen = (uintptr_t)(atomic_load(&pool.ticket) >> 32);
     while (pool.created < n - 1) {
-        struct start *s = malloc(sizeof *s);
         pthread_t t;
-        if (!s) break;
-        s->id = pool.created + 1;
-        s->ticket = atomic_load(&pool.ticket);
-        if (pthread_create(&t, &attr, worker, s) != 0) { free(s); break; }
+        if (pthread_create(&t, &attr, worker, (void *)gen) != 0) break;
         pool.created++;
     }
     pthread_attr_destroy(&attr);
@@ -188,16 +202,14 @@ FO_HIDDEN void GOMP_parallel(void (*fn)(void *), void *data, unsigned num_thread
     }
     n = grow(n);
     pool.fn = fn, pool.data = data;
-    atomic_store(&pool.pending, n - 1);
+    atomic_store(&pool.slots_done, 0);
     pthread_mutex_lock(&pool.mu);
-    uint64_t next = ((atomic_load(&pool.ticket) >> 16) + 1) << 16 | (uint64_t)n;
-    atomic_store_explicit(&pool.ticket, next, memory_order_release);
+    uint64_t gen = (atomic_load(&pool.ticket) >> 32) + 1;
+    atomic_store_explicit(&pool.ticket, gen << 32 | (uint64_t)n << 16, memory_order_release);
     pthread_cond_broadcast(&pool.work);
     pthread_mutex_unlock(&pool.mu);
-    tl_team = n, tl_id = 0, tl_in_region = 1;
-    fn(data);
-    tl_team = 1, tl_id = 0, tl_in_region = 0;
-    wait_for(all_done, NULL, &pool.done);
+    run_slots(gen);  /* all of them, when no worker is awake */
+    wait_for(all_done, &n, &pool.done);
     atomic_flag_clear(&pool.busy);
 }
 
@@ -208,7 +220,7 @@ static void before_fork(void) { pthread_mutex_lock(&pool.mu); }
 static void after_fork_parent(void) { pthread_mutex_unlock(&pool.mu); }
 static void after_fork_child(void) {
     pool.created = 0;
-    atomic_store(&pool.pending, 0);
+    atomic_store(&pool.slots_done, 0);
     atomic_flag_clear(&pool.busy);
     pthread_cond_init(&pool.work, NULL);
     pthread_cond_init(&pool.done, NULL);

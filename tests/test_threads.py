@@ -169,30 +169,30 @@ def test_four_python_threads_equal_serial(backend, n):
 @pytest.mark.parametrize("backend", CPU)
 def test_kernels_release_the_gil(backend, mode):
     """With a 100 s switch interval the GIL changes hands only where a thread releases it: the
-    main thread runs while the worker is still inside the kernel call only if the kernel (Numba
-    nogil; cffi) released it. Called at the kernel layer: no NumPy call in between releases it."""
+    main thread runs before the worker's 30 kernel calls are over only if the kernels (Numba
+    nogil; cffi) release it. Called at the kernel layer: no NumPy call in between releases it.
+    (A kernel that held the GIL would let the main thread in only after the last call.)"""
     from fusedops import _dispatch
+    from fusedops.kernels.cpu import optim
 
-    n = 1 << 22
-    w, g = _data(n)
+    w, g = _data(1 << 21)
     m, v = np.zeros_like(w), np.zeros_like(w)
     args = (w, m, v, None, g)
     scalars = (1e-3, 0.9, 0.999, 1e-8, 0, 1.0, 0.0, 0.0, 0.1, 0.001)
     started, done, seen = threading.Event(), threading.Event(), []
 
-    def work():
+    def work(calls=30):
         started.set()
-        if backend == "numba":
-            from fusedops.kernels.cpu import optim
-
-            optim.adam_update(*args, *scalars)
-        else:
-            _dispatch.launch("c", _dispatch.ADAM_UPDATE, args, scalars=scalars)
+        for _ in range(calls):
+            if backend == "numba":
+                optim.adam_update(*args, *scalars)
+            else:
+                _dispatch.launch("c", _dispatch.ADAM_UPDATE, args, scalars=scalars)
         done.set()
 
     interval = sys.getswitchinterval()
     with forced(mode):
-        work()  # compiled beforehand
+        work(1)  # compiled beforehand
         started.clear()
         done.clear()
         sys.setswitchinterval(100.0)
