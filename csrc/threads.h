@@ -2,10 +2,13 @@
  *
  * Each family runs a loop over `work` elements serially, on the calling thread and without
  * waking the pool (pool.c), below its threshold here: under it a parallel region costs more
- * than it saves (far more on a busy machine, where a region waits for a descheduled worker).
- * Measured: benchmarks/test_threads.py::test_parallel_threshold, serial vs parallel per op and
- * size, side by side (README "Threads"). fo_set_parallel_mode forces one way for tests and
- * that benchmark. */
+ * than it saves (far more on a busy machine, where a woken worker may not run before the
+ * caller has done every share itself). benchmarks/test_threads.py (`thresholds`) measures the
+ * crossover, serial against parallel per op and size, side by side (README "Threads"). On the
+ * shared 2-core VM these were written on, a second thread paid for none of these ops up to 1M
+ * elements (C's serial AVX-512 Philox included), so the values are provisional: the same as
+ * the Numba kernels' memory-bound thresholds, and main's former 32768 for dropout.
+ * fo_set_parallel_mode forces one way for tests and that benchmark. */
 #ifndef FO_THREADS_H
 #define FO_THREADS_H
 #include <stdint.h>

@@ -67,13 +67,15 @@ SMALL_CALLS = textwrap.dedent("""
     from fusedops import ops
     from fusedops._c import lib
     from numba.np.ufunc import parallel
-    x = np.random.default_rng(0).standard_normal(20_000).astype(np.float32)
+    from fusedops.kernels.cpu import batchnorm, dropout, optim
+    assert 16_000 < min(batchnorm.PARALLEL_MIN, dropout.PARALLEL_MIN, optim.PARALLEL_MIN)
+    x = np.random.default_rng(0).standard_normal(16_000).astype(np.float32)
     for be in ("numba", "c"):
         w, m, v = x.copy(), np.zeros_like(x), np.zeros_like(x)
         ops.adam_step(w, x, m, v, step=1, lr=1e-3, backend=be)
         ops.sgd_step(w, x, lr=1e-3, backend=be)
         ops.dropout_forward(x, 0.5, seed=1, backend=be)
-        ops.batchnorm_forward(x.reshape(200, 100), None, None, None, None, training=True,
+        ops.batchnorm_forward(x.reshape(160, 100), None, None, None, None, training=True,
                               backend=be)
     print(parallel._is_initialized, lib.fo_pool_workers())
     ops.adam_step(np.zeros(1 << 18, np.float32), np.ones(1 << 18, np.float32),
@@ -84,8 +86,8 @@ SMALL_CALLS = textwrap.dedent("""
 
 
 def test_small_calls_wake_no_thread_pool():
-    """20,000-element steps, dropout and batch norm start neither Numba's threads nor the C
-    pool's; one large C step starts the pool's workers."""
+    """16,000-element steps, dropout and batch norm (under every threshold) start neither
+    Numba's threads nor the C pool's; one large C step starts the pool's workers."""
     out = _python(SMALL_CALLS).split()
     assert out[:2] == ["False", "0"]
     assert int(out[2]) == min(os.cpu_count(), fusedops.get_num_threads()) - 1

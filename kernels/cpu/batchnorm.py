@@ -23,7 +23,8 @@ from .jit import kernel, run
 CHUNK_ROWS = 128  # rows per partial; 128 rows x TILE fp32 columns = 256 KiB stays in L2
 TILE = 512        # columns per task
 MERGE_TILE = 64   # columns per task when merging the partials
-# Measured: benchmarks/test_threads.py::test_parallel_threshold (README "Threads").
+# Elements of work from which a pass runs in parallel: as the optimizer steps (memory-bound;
+# provisional, see optim.PARALLEL_MIN and benchmarks/test_threads.py).
 PARALLEL_MIN = 65536
 
 _b = common.build(njit(inline="always"))  # the merge and the coefficients, shared with CUDA

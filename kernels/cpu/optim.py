@@ -27,7 +27,9 @@ from ..common import optim as common
 from .jit import kernel, run
 
 # From this many elements a step runs in parallel; below, its serial twin wakes no thread pool.
-# Measured: benchmarks/test_threads.py::test_parallel_threshold (README "Threads").
+# benchmarks/test_threads.py thresholds measures it (README "Threads"). On the shared 2-core VM
+# (load 7-9) a second thread paid for these memory-bound steps at no size up to 1M elements,
+# so the value is provisional, to be re-measured on a quiet machine.
 PARALLEL_MIN = 65536
 _JIT = dict(error_model="numpy", parallel_min=PARALLEL_MIN)
 

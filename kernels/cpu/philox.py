@@ -13,7 +13,7 @@ philox4x32_10 = common.build(njit(inline="always")).philox4x32_10
 
 # Words from which the known-answer entry point runs in parallel: Philox is compute-bound, as
 # dropout is (dropout.PARALLEL_MIN, measured; this one only serves tests).
-PARALLEL_MIN = 32768
+PARALLEL_MIN = 16384
 
 
 @kernel(parallel_min=PARALLEL_MIN)
