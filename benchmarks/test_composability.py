@@ -9,14 +9,15 @@ first (its own OpenMP runtime then lives in the process). Target: numba and c no
 1.1x the numpy loop at the small size, faster at the large ones.
 
     pytest benchmarks/test_composability.py --benchmark-only     # one group per (size, torch)
-    python benchmarks/test_composability.py table [--rounds 7]   # round-robin, the README table
+    python benchmarks/test_composability.py table [--rounds 7] [--python PATH]   # the README table
 
 Each worker process keeps its model and answers "run k steps" on stdin with the seconds taken,
 so a timing includes no process start or JIT. `table` asks the three backends in turn, round
 after round (a burst of other load hits all alike), and prints the minimum and median ms per
 step, the ratio to numpy's median, and the CPU the process burns in the 20 ms after a step
 while its main thread sleeps (idle threads spinning: the BLAS pool's and the kernels').
-FUSEDOPS_COMPOSE_SIZES=small,medium picks sizes.
+FUSEDOPS_COMPOSE_SIZES=small,medium picks sizes; --python runs the workers with another
+installation's interpreter (a checkout before a change, side by side with this one).
 """
 from __future__ import annotations
 
@@ -92,9 +93,13 @@ def worker(backend, size, with_torch):
     for line in sys.stdin:
         cmd = line.strip()
         if cmd == "info":
+            import numba
+
             import fusedops
 
-            out = fusedops._threads.threads_info() if backend != "numpy" else {}
+            threads = getattr(fusedops, "_threads", None)  # None in an older installation
+            out = threads.threads_info() if threads is not None else {
+                "numba_layer": numba.threading_layer() if backend == "numba" else None}
             print(json.dumps(out, default=str), flush=True)
         elif cmd == "idle":
             burned = []
@@ -112,9 +117,9 @@ def worker(backend, size, with_torch):
 
 
 class Worker:
-    def __init__(self, backend, size, with_torch):
+    def __init__(self, backend, size, with_torch, python=sys.executable):
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "worker", backend, size, "1" if with_torch else "0"],
+            [python, __file__, "worker", backend, size, "1" if with_torch else "0"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def ask(self, cmd):
@@ -134,14 +139,14 @@ def steps_per_call(size):
     return {"small": 200, "medium": 10, "large": 2}[size]
 
 
-def table(rounds):
+def table(rounds, python=sys.executable):
     import numpy as np
 
     print(f"batch {BATCH}, {rounds} rounds round-robin, ms per step; ratio = median / numpy's "
           "median; idle = CPU ms burned in 20 ms after a step")
     for size in SELECTED:
         for with_torch in (False, True):
-            workers = {be: Worker(be, size, with_torch) for be in BACKENDS}
+            workers = {be: Worker(be, size, with_torch, python) for be in BACKENDS}
             k = steps_per_call(size)
             times = {be: [] for be in BACKENDS}
             try:
@@ -198,6 +203,8 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["worker"]:
         worker(sys.argv[2], sys.argv[3], sys.argv[4] == "1")
     elif sys.argv[1:2] == ["table"]:
-        table(int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 7)
+        args = sys.argv
+        table(int(args[args.index("--rounds") + 1]) if "--rounds" in args else 7,
+              args[args.index("--python") + 1] if "--python" in args else sys.executable)
     else:
         print(__doc__)

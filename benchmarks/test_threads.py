@@ -3,6 +3,7 @@ calling kernels at the same time.
 
     pytest benchmarks/test_threads.py --benchmark-only
     python benchmarks/test_threads.py thresholds [--rounds 10]    # the crossover table
+    python benchmarks/test_threads.py idle [--python PATH]        # CPU idle threads burn
 
 test_parallel_threshold times every CPU op forced serial and forced parallel
 (fusedops._threads.forced) at sizes around the thresholds, one group per (op, backend, size).
@@ -12,6 +13,11 @@ saves, and a pool that is woken also competes with the user's BLAS for the cores
 mode times single calls, serial and parallel interleaved round-robin in blocks at every size,
 and prints the ratio of the fastest calls (and of the medians) and the crossover; the thresholds in kernels/cpu/*.py (PARALLEL_MIN) and csrc/threads.h
 cite it.
+
+`idle` measures what the pools cost between calls: in a fresh process per backend and Numba
+threading layer, the CPU the process burns while its only busy thread sleeps right after a
+parallel 1M-element Adam step (idle workers spinning), for windows of 1 to 100 ms (--python:
+another installation, e.g. a checkout before a change).
 
 test_python_threads runs the same four independent Adam steps from 4 Python threads at once and
 one after the other from one thread: Numba kernels are nogil and cffi releases the GIL, so below
@@ -174,8 +180,51 @@ def test_python_threads(benchmark, backend, how, n):
     benchmark.extra_info["steps_per_array"] = k
 
 
+# --------------------------------------------------------------------------- idle threads
+
+IDLE = """
+import resource, sys, time
+import numpy as np
+from fusedops import ops
+n = 1 << 20
+w, g = np.ones(n, np.float32), np.ones(n, np.float32)
+m, v = np.zeros(n, np.float32), np.zeros(n, np.float32)
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+out = []
+for window in (0.001, 0.005, 0.02, 0.1):
+    burned = []
+    for _ in range(11):
+        ops.adam_step(w, g, m, v, step=1, lr=1e-3, backend=sys.argv[1])
+        c0 = cpu()
+        time.sleep(window)
+        burned.append(cpu() - c0)
+    out.append(sorted(burned)[5] * 1e3)
+print(" ".join(f"{x:.2f}" for x in out))
+"""
+
+
+def idle(python):
+    import os
+    import subprocess
+
+    print("CPU ms burned while the main thread sleeps 1 / 5 / 20 / 100 ms after a parallel "
+          "1M-element Adam step (median of 11)")
+    for be, layer, env in [("numba", "omp", {}), ("numba", "tbb", {}), ("numba", "workqueue", {}),
+                           ("numba", "omp", {"OMP_WAIT_POLICY": "passive"}), ("c", "", {}),
+                           ("c", "", {"OMP_WAIT_POLICY": "passive"})]:
+        env = dict(os.environ, **env, **({"NUMBA_THREADING_LAYER": layer} if layer else {}))
+        res = subprocess.run([python, "-c", IDLE, be], env=env, capture_output=True, text=True,
+                             timeout=300)
+        extra = " OMP_WAIT_POLICY=passive" if "OMP_WAIT_POLICY" in env else ""
+        print(f"    {be:5s} {layer:9s}{extra:25s} {res.stdout.strip() or res.stderr[-200:]}")
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["thresholds"]:
         main(sys.argv)
+    elif sys.argv[1:2] == ["idle"]:
+        idle(sys.argv[sys.argv.index("--python") + 1] if "--python" in sys.argv else sys.executable)
     else:
         print(__doc__)

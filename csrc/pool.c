@@ -35,6 +35,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 #include "fusedops.h"
 #include "threads.h"
 
@@ -81,8 +82,12 @@ static int default_team(void) {
     const char *env = getenv("OMP_NUM_THREADS");
     long n = env ? strtol(env, NULL, 10) : 0;
     if (n < 1) {
+#if defined(__linux__)
         cpu_set_t set;
         n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+#else
+        n = sysconf(_SC_NPROCESSORS_ONLN);
+#endif
     }
     return n < 1 ? 1 : n > FO_MAX_THREADS ? FO_MAX_THREADS : (int)n;
 }

@@ -1,7 +1,7 @@
 """How fusedops' CPU threads live inside the user's process (README "Using fusedops inside your
 program").
 
-- Small calls wake no pool: each kernel runs serially below its family's measured threshold
+- Small calls wake no pool: each kernel runs serially below its family's size threshold
   (Numba: kernels/cpu/jit.py `run` and the serial twins; C: csrc/threads.h).
 - The thread count is process-wide: `set_num_threads(n)` applies to calls from every Python
   thread (Numba's mask and OpenMP's ICV are per calling thread; the Numba launcher sets the
