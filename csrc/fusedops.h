@@ -99,4 +99,30 @@ int fo_batchnorm_backward_f64(double *dx, double *dgamma, double *dbeta, const d
                               const double *gamma, int64_t n, int64_t c, int64_t nl,
                               int training);
 
+/* ---- lowbit (lowbit.c) ---- */
+/* One in-place step on low-bit state; formats in reference/lowbit.py. p, g: float32 (pfmt 0) or
+ * bfloat16 / float16 bits (pfmt 1 / 2); w32: float32 master copy or NULL; state slots: float32
+ * (sfmt 0), bfloat16 bits (1) or 8-bit codes (2) with per-256-block float32 scales; unused slots
+ * NULL. Hyperparameters arrive as double and are rounded once to float32. sr: stochastic
+ * rounding of the written params with Philox words of (seed, step, stream). */
+void fo_adam_lowbit_f32(void *p, float *w32, void *m, float *ms, void *v, float *vs,
+                        const void *g, int64_t n, double step_size, double b1, double omb1,
+                        double b2, double omb2, double inv_c2, double eps_in, double eps_out,
+                        double decay, double l2, double l1, int pfmt, int sfmt, uint64_t seed,
+                        uint64_t step, uint64_t stream, int sr);
+void fo_sgd_lowbit_f32(void *p, float *w32, void *h, float *hs, const void *g, int64_t n,
+                       double lr, double beta, double cg, double ch, double l2, double l1,
+                       int pfmt, int sfmt, uint64_t seed, uint64_t step, uint64_t stream,
+                       int sr);
+void fo_rmsprop_lowbit_f32(void *p, float *w32, void *s, float *ss, void *h, float *hs, void *ga,
+                           float *gas, const void *g, int64_t n, double lr, double alpha,
+                           double oma, double eps_in, double eps_out, double beta, double l2,
+                           double l1, int pfmt, int sfmt, uint64_t seed, uint64_t step,
+                           uint64_t stream, int sr);
+/* codes (n,), scales (ceil(n/256),) <- 8-bit blockwise codes of x (n,); sgn: signed map */
+void fo_quantize_blocks_f32(uint8_t *codes, float *scales, const float *x, int64_t n, int sgn);
+/* out (n,) <- values of codes (n,) with scales */
+void fo_dequantize_blocks_f32(float *out, const uint8_t *codes, const float *scales, int64_t n,
+                              int sgn);
+
 #endif

@@ -39,17 +39,24 @@ class Group:
         self.buffers[name] = (flat, views)
 
 
-def state_dict(opt) -> dict:
-    """Flat dict of numbers, strings and host arrays (copies) for optimizer `opt`."""
-    sd = {"format": FORMAT, "optimizer": type(opt).__name__, "n_groups": len(opt._groups)}
-    k = 0
-    for gi, (group, grp) in enumerate(zip(opt.param_groups, opt._groups)):
-        sd[f"group.{gi}.n_params"] = len(grp.sizes)
+def groups_dict(opt) -> dict:
+    """The format, optimizer and group entries of a state_dict (no per-parameter state)."""
+    sd = {"format": FORMAT, "optimizer": type(opt).__name__, "n_groups": len(opt.param_groups)}
+    for gi, group in enumerate(opt.param_groups):
+        sd[f"group.{gi}.n_params"] = len(group["params"])
         for key, value in group.items():
             if isinstance(value, (bool, int, float)):
                 sd[f"group.{gi}.{key}"] = value
             elif isinstance(value, tuple):
                 sd[f"group.{gi}.{key}"] = np.array(value, np.float64)
+    return sd
+
+
+def state_dict(opt) -> dict:
+    """Flat dict of numbers, strings and host arrays (copies) for optimizer `opt`."""
+    sd = groups_dict(opt)
+    k = 0
+    for grp in opt._groups:
         for j in range(len(grp.sizes)):
             sd[f"state.{k + j}.step"] = int(grp.steps[j])
             for name, (_, views) in grp.buffers.items():
@@ -64,17 +71,18 @@ def _scalar(sd, key):
     return np.asarray(sd[key]).item()
 
 
-def _check(opt, sd) -> list:
-    """Validate sd against opt; return the hyperparameter updates per group."""
+def check_groups(opt, sd) -> list:
+    """Check sd's format, optimizer and groups against opt; return the hyperparameter updates
+    per group."""
     name = type(opt).__name__
     if _scalar(sd, "format") != FORMAT or _scalar(sd, "optimizer") != name:
         raise ValueError(f"state_dict is not a {FORMAT} state of {name}")
-    if _scalar(sd, "n_groups") != len(opt._groups):
+    if _scalar(sd, "n_groups") != len(opt.param_groups):
         raise ValueError(f"state_dict has {_scalar(sd, 'n_groups')} groups; this optimizer has "
-                         f"{len(opt._groups)}")
+                         f"{len(opt.param_groups)}")
     updates, k = [], 0
-    for gi, (group, grp) in enumerate(zip(opt.param_groups, opt._groups)):
-        if _scalar(sd, f"group.{gi}.n_params") != len(grp.sizes):
+    for gi, group in enumerate(opt.param_groups):
+        if _scalar(sd, f"group.{gi}.n_params") != len(group["params"]):
             raise ValueError(f"state_dict group {gi} has a different number of parameters")
         upd = {}
         for key, value in group.items():
@@ -83,6 +91,19 @@ def _check(opt, sd) -> list:
                 upd[key] = (tuple(float(x) for x in raw) if isinstance(value, tuple)
                             else type(value)(raw.item()))
         updates.append(upd)
+        for j in range(len(group["params"])):
+            _scalar(sd, f"state.{k + j}.step")
+        k += len(group["params"])
+    return updates
+
+
+def _check(opt, sd) -> list:
+    """Validate sd against opt; return the hyperparameter updates per group."""
+    if any(key.startswith("lowbit.") for key in sd):
+        raise ValueError("state_dict holds low-bit state (state_dtype / master weights); create "
+                         "the optimizer with the same options to load it")
+    updates, k = check_groups(opt, sd), 0
+    for grp in opt._groups:
         for j, shape in enumerate(grp.shapes):
             _scalar(sd, f"state.{k + j}.step")
             for slot in opt._slots:

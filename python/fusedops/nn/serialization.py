@@ -58,7 +58,8 @@ def _decode(obj, arrays):
 
 
 def save(model, path) -> None:
-    """Write `model` to `path` (.npz; the suffix is added by NumPy when missing)."""
+    """Write `model` to `path` (.npz; the suffix is added by NumPy when missing) or to a binary
+    file object."""
     arrays = {"params": np.array(to_host(model.flat.data), copy=True)}
     opt = model.optimizer
     opt_meta = None
@@ -74,11 +75,11 @@ def save(model, path) -> None:
 
 
 def load(path, *, backend=None):
-    """The model saved at `path`. backend: where to run it (default: the saved backend when
-    it is available here, else fusedops' default)."""
+    """The model saved at `path` (or read from a binary file object). backend: where to run it
+    (default: the saved backend when it is available here, else fusedops' default)."""
     from .. import optim
 
-    if not os.path.exists(path) and os.path.exists(str(path) + ".npz"):
+    if isinstance(path, (str, os.PathLike)) and not os.path.exists(path) and os.path.exists(str(path) + ".npz"):
         path = str(path) + ".npz"
     with np.load(path, allow_pickle=False) as f:
         if "__meta__" not in f.files:
@@ -100,7 +101,8 @@ def load(path, *, backend=None):
     if o is not None:
         groups = [{"params": [model.flat.params[i] for i in g]} for g in o["groups"]]
         state = _decode(o["state"], arrays)
-        opt = getattr(optim, o["class"])(groups, lr=1.0, backend=model.backend)  # lr etc. come with the state
+        opt = getattr(optim, o["class"])(groups, lr=1.0, backend=model.backend,  # lr etc. come
+                                         **optim.lowbit_options(state))       # with the state
         opt.load_state_dict(state)
         model.optimizer, model.optimizer_name = opt, o["name"]
     return model
