@@ -58,13 +58,15 @@ void fo_nonfinite_count_f64(int64_t *count, const double *g, int64_t n);
 /* ---- dropout (dropout.c) ---- */
 /* out (n,4) <- Philox4x32-10(counter (n,4), key (n,2)); exposed for known-answer tests */
 void fo_philox4x32(uint32_t *out, const uint32_t *counter, const uint32_t *key, int64_t n);
-/* mask (ceil(n/8),) <- packed keep bits of n elements; keep = philox word >= threshold */
-void fo_dropout_mask(uint8_t *mask, int64_t n, uint64_t seed, uint64_t offset, uint64_t threshold);
+/* mask (ceil(n/8),) <- packed keep bits of n elements; keep = philox word >= threshold;
+ * element i draws stream index start + i (start + n <= 2^64) */
+void fo_dropout_mask(uint8_t *mask, int64_t n, uint64_t seed, uint64_t offset, uint64_t threshold,
+                     uint64_t start);
 /* y (n,) = x (n,) * keep / divisor; mask (ceil(n/8),) or NULL <- packed keep bits */
 void fo_dropout_forward_f32(float *y, uint8_t *mask, const float *x, int64_t n, uint64_t seed,
-                            uint64_t offset, uint64_t threshold, float divisor);
+                            uint64_t offset, uint64_t threshold, float divisor, uint64_t start);
 void fo_dropout_forward_f64(double *y, uint8_t *mask, const double *x, int64_t n, uint64_t seed,
-                            uint64_t offset, uint64_t threshold, double divisor);
+                            uint64_t offset, uint64_t threshold, double divisor, uint64_t start);
 /* dx (n,) = dy (n,) * keep / divisor, keep unpacked from mask (ceil(n/8),) */
 void fo_dropout_backward_f32(float *dx, const float *dy, const uint8_t *mask, int64_t n,
                              float divisor);
@@ -124,5 +126,36 @@ void fo_quantize_blocks_f32(uint8_t *codes, float *scales, const float *x, int64
 /* out (n,) <- values of codes (n,) with scales */
 void fo_dequantize_blocks_f32(float *out, const uint8_t *codes, const float *scales, int64_t n,
                               int sgn);
+
+/* ---- synchronized batch norm (batchnorm_sync.c; reference/batchnorm_sync.py) ---- */
+/* mean, m2 (c,) float64 <- per channel mean and sum of squared deviations of x (n, c, nl) */
+int fo_batchnorm_stats_f32(double *mean, double *m2, const float *x, int64_t n, int64_t c,
+                           int64_t nl);
+int fo_batchnorm_stats_f64(double *mean, double *m2, const double *x, int64_t n, int64_t c,
+                           int64_t nl);
+/* forward training with the whole batch's smean, sm2 (c,) over count values per channel */
+int fo_batchnorm_forward_stats_f32(float *y, float *mean, float *invstd, float *rm, float *rv,
+                                   const float *x, const float *gamma, const float *beta,
+                                   const double *smean, const double *sm2, int64_t n, int64_t c,
+                                   int64_t nl, int64_t count, double eps, double momentum);
+int fo_batchnorm_forward_stats_f64(double *y, double *mean, double *invstd, double *rm,
+                                   double *rv, const double *x, const double *gamma,
+                                   const double *beta, const double *smean, const double *sm2,
+                                   int64_t n, int64_t c, int64_t nl, int64_t count, double eps,
+                                   double momentum);
+/* dsum, ddot (c,) float64 <- per channel sum dy and sum dy*(x - mean) */
+int fo_batchnorm_grad_sums_f32(double *dsum, double *ddot, const float *dy, const float *x,
+                               const float *mean, int64_t n, int64_t c, int64_t nl);
+int fo_batchnorm_grad_sums_f64(double *dsum, double *ddot, const double *dy, const double *x,
+                               const double *mean, int64_t n, int64_t c, int64_t nl);
+/* backward from the whole batch's gsum, gdot (c,) over count values per channel */
+int fo_batchnorm_backward_sums_f32(float *dx, float *dgamma, float *dbeta, const float *dy,
+                                   const float *x, const float *mean, const float *invstd,
+                                   const float *gamma, const double *gsum, const double *gdot,
+                                   int64_t n, int64_t c, int64_t nl, int64_t count);
+int fo_batchnorm_backward_sums_f64(double *dx, double *dgamma, double *dbeta, const double *dy,
+                                   const double *x, const double *mean, const double *invstd,
+                                   const double *gamma, const double *gsum, const double *gdot,
+                                   int64_t n, int64_t c, int64_t nl, int64_t count);
 
 #endif

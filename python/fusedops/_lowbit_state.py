@@ -82,6 +82,16 @@ class Params:
     def size(self, k) -> int:
         return int(np.prod(self.shapes[k], dtype=np.int64))
 
+    def nbytes(self) -> int:
+        """Bytes of the state held (8-bit codes and scales, bfloat16 bits, float32) and of the
+        float32 master copies."""
+        total = sum(4 * self.size(k) for k, m in enumerate(self.master) if m is not None)
+        for k, slots in enumerate(self.state):
+            for st in slots.values():
+                total += st.nbytes if isinstance(st, L.BlockQuantized) else (
+                    self.size(k) * array_info("state", st).dtype.itemsize)
+        return total
+
     def format(self, k) -> str:
         """The state format of parameter k: int8 only from min_8bit_size elements on."""
         sd = self.cfg.state_dtype
@@ -133,7 +143,9 @@ def plan(opt, params, grads):
             p, g = params[k], grads[k]
             if g is not None and lp.size(k):
                 lp.allocate(k, slots, p)
-                named = {f"state.{k}.{n}": (lp.state[k][n], sg) for n, sg in slots}
+                on = dict(slots)  # the kernel takes every slot; the unused ones as None
+                named = {f"state.{k}.{n}": (lp.state[k][n] if n in on else None, sg)
+                         for n, sg in opt._lowbit_kernel_slots}
                 be, pf, sf, arrays = L.prepare(p, g, lp.master[k], named,
                                                lp.cfg.stochastic_rounding, opt._backend)
                 if pf != lp.pfmt[k] or tuple(array_info("p", p).shape) != lp.shapes[k]:
@@ -226,8 +238,9 @@ def _slot_arrays(sd, k, name, shape):
     return None
 
 
-def load_state_dict(opt, sd) -> None:
-    """Restore steps, state and master copies from sd (checked first, then written)."""
+def check_state_dict(opt, sd) -> list:
+    """Check sd's low-bit options, state and master copies against opt, changing nothing;
+    returns per parameter (step, slots, master) for load_state_dict."""
     lp = opt._lowbit
     got = options(sd)
     if got != lp.cfg.as_dict():
@@ -249,6 +262,12 @@ def load_state_dict(opt, sd) -> None:
                                  f"has {shape}")
             new.append((int(np.asarray(sd[f"state.{k}.step"]).item()), slots, master))
             k += 1
+    return new
+
+
+def load_state_dict(opt, sd) -> None:
+    """Restore steps, state and master copies from sd (checked first, then written)."""
+    lp, new = opt._lowbit, check_state_dict(opt, sd)
     signs = [dict(opt._lowbit_slots(g)) for g in opt.param_groups for _ in g["params"]]
     for k, (t, slots, master) in enumerate(new):
         lp.steps[k], lp.state[k], lp.master[k] = t, {}, None

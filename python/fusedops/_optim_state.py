@@ -38,6 +38,11 @@ class Group:
                      for n, s, dt in zip(self.sizes, self.shapes, self.dtypes)]
         self.buffers[name] = (flat, views)
 
+    def nbytes(self) -> int:
+        """Bytes of the state buffers allocated so far."""
+        per_param = sum(n * np.dtype(dt).itemsize for n, dt in zip(self.sizes, self.dtypes))
+        return per_param * len(self.buffers)
+
 
 def groups_dict(opt) -> dict:
     """The format, optimizer and group entries of a state_dict (no per-parameter state)."""
@@ -97,7 +102,7 @@ def check_groups(opt, sd) -> list:
     return updates
 
 
-def _check(opt, sd) -> list:
+def check(opt, sd) -> list:
     """Validate sd against opt; return the hyperparameter updates per group."""
     if any(key.startswith("lowbit.") for key in sd):
         raise ValueError("state_dict holds low-bit state (state_dtype / master weights); create "
@@ -118,7 +123,7 @@ def _check(opt, sd) -> list:
 def load_state_dict(opt, state_dict) -> None:
     """Restore opt's hyperparameters, steps and state buffers; checks everything first."""
     sd = {key: state_dict[key] for key in state_dict}  # also reads an NpzFile
-    updates = _check(opt, sd)
+    updates = check(opt, sd)
     for group, upd in zip(opt.param_groups, updates):
         group.update(upd)
     k = 0

@@ -27,8 +27,14 @@ Then each parameter is one kernel call (fusedops.ops.lowbit) and state_dict() al
 (float32), "state.<k>.<buffer>.bfloat16" (uint16 bits) or "state.<k>.<buffer>.codes" (uint8)
 with ".scales" (float32, one per 256 elements). `lowbit_options(sd)` gives the options to
 construct an optimizer that can load sd.
+
+Code that drives an optimizer from outside (fusedops.distributed: ZeRO steps a clone over its
+shard) uses the methods under "for wrappers": param_arrays, resolve_grads, check_step, clone,
+state_names, state_nbytes, check_state_dict; nothing else of the internals.
 """
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 
@@ -64,7 +70,7 @@ class _Optimizer:
 
     _slots: tuple = ()
     _kernel = None
-    _lowbit_kernel = None
+    _lowbit_kernel, _lowbit_kernel_slots = None, ()
 
     def __init__(self, params, defaults: dict, backend=None, lowbit=None):
         self.defaults = dict(defaults)
@@ -75,7 +81,7 @@ class _Optimizer:
             if not group["params"]:
                 raise ValueError("every parameter group needs at least one parameter")
             self.param_groups.append(group)
-        arrays = self._param_arrays()
+        arrays = self.param_arrays()
         cfg = _lowbit_state.config() if lowbit is None else lowbit
         self._lowbit = None
         if _lowbit_state.wanted(cfg, arrays):
@@ -113,7 +119,8 @@ class _Optimizer:
         return 0.0
 
     def _lowbit_slots(self, group) -> tuple:
-        """((state name, signed), ...) of the low-bit path for this group's options."""
+        """((state name, signed), ...) of the low-bit path for this group's options: a subset
+        of `_lowbit_kernel_slots`, the low-bit kernel's state arguments in its order."""
         raise NotImplementedError
 
     def _lowbit_scalars(self, group, step) -> tuple:
@@ -137,7 +144,7 @@ class _Optimizer:
         skip their parameter); omitted, each parameter object's `.grad` is used. With
         skip_if_nonfinite=True, a NaN/Inf anywhere in the gradients leaves parameters and state
         untouched and returns False. Returns True when the step was taken."""
-        plan = self._current_plan(self._param_arrays(), self._grads(grads))
+        plan = self._current_plan(self.param_arrays(), self.resolve_grads(grads))
         if self._lowbit is not None:
             if skip_if_nonfinite and _lowbit_state.nonfinite(plan):
                 return False
@@ -181,6 +188,64 @@ class _Optimizer:
         self._plan_key = None  # the plans refer to the old buffers
         self._plans.clear()
 
+    # ------------------------------------------------------------------ for wrappers
+    def param_arrays(self) -> list:
+        """The parameter arrays over all groups in order (a parameter object's `.data`)."""
+        return [p.data if _is_param_object(p) else p
+                for g in self.param_groups for p in g["params"]]
+
+    def resolve_grads(self, grads=None) -> list:
+        """The gradients step(grads) would use, aligned with param_arrays(): `grads` (one entry
+        per parameter) or, when None, each parameter object's `.grad`."""
+        entries = [p for g in self.param_groups for p in g["params"]]
+        if grads is None:
+            if not all(_is_param_object(p) for p in entries):
+                raise ValueError("grads is required when params are arrays (no .grad to read)")
+            return [p.grad for p in entries]
+        grads = list(grads)
+        if len(grads) != len(entries):
+            raise ValueError(f"grads must have one entry per parameter ({len(entries)}); "
+                             f"got {len(grads)}")
+        return grads
+
+    def check_step(self, grads=None) -> list:
+        """Raise what step(grads) would raise on bad gradients or hyperparameters, before
+        anything is computed; returns resolve_grads(grads). Changes no parameter, state value
+        or step count (the state buffers a step uses may be allocated, as step would)."""
+        grads = self.resolve_grads(grads)
+        self._current_plan(self.param_arrays(), grads)
+        return grads
+
+    def clone(self, params):
+        """A new optimizer of this class, options and backend over `params` (as the constructor
+        takes them; group dicts override hyperparameters), with fresh state."""
+        new = copy.copy(self)  # keeps a subclass's options outside the groups (Adagrad's initial)
+        lowbit = None if self._lowbit is None else self._lowbit.cfg
+        _Optimizer.__init__(new, params, self.defaults, backend=self._backend, lowbit=lowbit)
+        return new
+
+    def state_names(self, group: int | None = None) -> tuple:
+        """Names of the state buffers (state_dict's `state.<k>.<name>`) in kernel order: all
+        this optimizer can hold, or those a step of param_groups[group] uses."""
+        return self._slots if group is None else self._active(self.param_groups[group])
+
+    def state_nbytes(self) -> int:
+        """Bytes of state buffers held (they are allocated by the first step), low-bit state
+        and master copies included."""
+        if self._lowbit is not None:
+            return self._lowbit.nbytes()
+        return sum(grp.nbytes() for grp in self._groups)
+
+    def check_state_dict(self, state_dict) -> list:
+        """Raise what load_state_dict would raise, changing nothing; returns per group the
+        hyperparameters loading it would set."""
+        sd = {key: state_dict[key] for key in state_dict}
+        if self._lowbit is not None:
+            updates = _optim_state.check_groups(self, sd)
+            _lowbit_state.check_state_dict(self, sd)
+            return updates
+        return _optim_state.check(self, sd)
+
     # ------------------------------------------------------------------ internals
     @staticmethod
     def _as_groups(params):
@@ -193,22 +258,6 @@ class _Optimizer:
         if any(isinstance(p, dict) for p in params):
             raise TypeError("params must be all arrays/parameter objects or all group dicts")
         return [{"params": params}]
-
-    def _param_arrays(self):
-        return [p.data if _is_param_object(p) else p
-                for g in self.param_groups for p in g["params"]]
-
-    def _grads(self, grads):
-        entries = [p for g in self.param_groups for p in g["params"]]
-        if grads is None:
-            if not all(_is_param_object(p) for p in entries):
-                raise ValueError("grads is required when params are arrays (no .grad to read)")
-            return [p.grad for p in entries]
-        grads = list(grads)
-        if len(grads) != len(entries):
-            raise ValueError(f"grads must have one entry per parameter ({len(entries)}); "
-                             f"got {len(grads)}")
-        return grads
 
     def _group_scalars(self, gi, step):
         try:
@@ -296,6 +345,7 @@ class SGD(_Optimizer):
 
     _slots, _kernel = ("momentum_buffer",), _ops.SGD_UPDATE
     _lowbit_kernel = _lowbit_ops.SGD_LOWBIT
+    _lowbit_kernel_slots = (("momentum_buffer", True),)
 
     def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0, l1=0.0, *,
                  backend=None, state_dtype="float32", master_weights=False,
@@ -355,6 +405,7 @@ class RMSprop(_Optimizer):
 
     _slots, _kernel = ("square_avg", "momentum_buffer", "grad_avg"), _ops.RMSPROP_UPDATE
     _lowbit_kernel = _lowbit_ops.RMSPROP_LOWBIT
+    _lowbit_kernel_slots = (("square_avg", False), ("momentum_buffer", True), ("grad_avg", True))
 
     def __init__(self, params, lr, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
                  centered=False, l1=0.0, eps_inside_sqrt=False, *, backend=None,
@@ -395,6 +446,7 @@ class Adam(_Optimizer):
 
     _slots, _kernel = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"), _ops.ADAM_UPDATE
     _lowbit_kernel = _lowbit_ops.ADAM_LOWBIT
+    _lowbit_kernel_slots = (("exp_avg", True), ("exp_avg_sq", False))
     _decoupled = False
 
     def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, l1=0.0,
