@@ -50,6 +50,15 @@ def _optim(kind, n):
     return lambda be: ops.adam_step(w, g, *state, step=3, lr=1e-3, backend=be)
 
 
+def _adam8(n):
+    from fusedops.ops.lowbit import BlockQuantized, adam_step
+
+    rng = np.random.default_rng(0)
+    w, g = rng.standard_normal(n, dtype=np.float32), rng.standard_normal(n, dtype=np.float32)
+    m, v = (BlockQuantized.zeros(n, signed=s) for s in (True, False))
+    return lambda be: adam_step(w, g, m, v, step=3, lr=1e-3, backend=be)
+
+
 def _dropout(n):
     x = np.random.default_rng(0).standard_normal(n, dtype=np.float32)
     y = np.empty_like(x)
@@ -69,7 +78,7 @@ def _batchnorm(n, features=256):
 
 
 OPS = {"sgd": lambda n: _optim("sgd", n), "adam": lambda n: _optim("adam", n),
-       "dropout": _dropout, "batchnorm": _batchnorm}
+       "adam8": _adam8, "dropout": _dropout, "batchnorm": _batchnorm}
 
 
 def _calls(fn, be, mode, calls):

@@ -25,7 +25,7 @@
 #include "threads.h"
 #include "philox.h"
 
-#define LB_PAR_MIN 32768 /* below this a step runs serially (threads.h: fo_parallel_ok) */
+#define LB_PAR_MIN FO_PAR_MIN_LOWBIT /* below this a step runs serially (threads.h) */
 
 /* ---------------------------------------------------------------- loads and stores */
 static inline float load_param(const void *p, int64_t i, int pf) {

@@ -5,7 +5,7 @@
  * the process may hold (the user's, PyTorch's, Numba's), and the extension links no libgomp.
  *
  * Why not libgomp (measured: benchmarks/test_threads.py, benchmarks/test_composability.py;
- * README "Threads"):
+ * README "Using fusedops inside your program"):
  * - after each parallel region libgomp's idle workers spin ~300,000 iterations (about 4 ms of a
  *   core here) before sleeping: they take the cores the user's BLAS needs next. Its wait policy
  *   is read once, from OMP_WAIT_POLICY / GOMP_SPINCOUNT, when the process loads libgomp, so a

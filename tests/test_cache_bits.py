@@ -1,6 +1,8 @@
 """Same bits in every process: every CPU kernel of every family (each parallel kernel and its
 serial twin, in every float32 specialization tools/bitcheck.py reaches: all optimizer options,
-dropout with and without a mask, Philox, batch norm train / eval / backward, the stream probe)
+dropout with and without a mask and with start=, Philox, batch norm train / eval / backward
+and its synchronized pieces, the stream probe, the low-bit steps on 8-bit state with float32 and
+float16 parameters, quantize / dequantize)
 computes the same bits when freshly compiled in one process and when loaded from Numba's cache
 in another. Kernels compiled with
 flags that let LLVM choose (fastmath contract / reassoc) failed this: the in-process compile and
@@ -17,7 +19,7 @@ import sys
 from pathlib import Path
 
 TOOLS = Path(__file__).resolve().parent.parent / "tools"
-SPLIT = (["optim", "batchnorm"], ["dropout"])  # about even compile times
+SPLIT = (["optim", "batchnorm"], ["dropout", "lowbit"])  # about even compile times
 
 SCRIPT = """
 import json, sys
@@ -26,19 +28,24 @@ sys.path.insert(0, sys.argv[1])
 import bitcheck
 from fusedops import ops
 from fusedops._threads import forced
-from fusedops.kernels.cpu import batchnorm, dropout, optim, philox, stream
+from fusedops.kernels.cpu import (batchnorm, batchnorm_sync, dropout, lowbit, optim, philox,
+                                  stream)
 
 SIZES, F32 = [0, 1, 7, 97, 100_003], (np.float32,)
+BN = [(2, 3), (300, 40), (130, 5, 7)]
 CASES = {  # family -> (its bitcheck cases, the kernel modules they compile)
     "optim": (lambda: {**bitcheck.optim_cases(ops, "numba", SIZES, F32),
                        **bitcheck.nonfinite_cases("numba", SIZES[1:]),
                        **bitcheck.stream_cases(ops, "numba", SIZES, F32)}, (optim, stream)),
-    "dropout": (lambda: bitcheck.dropout_cases(ops, "numba", [0, 1, 9, 1027, 5000], F32),
+    "dropout": (lambda: {**bitcheck.dropout_cases(ops, "numba", [0, 1, 9, 1027, 5000], F32),
+                         **bitcheck.dropout_start_cases(ops, "numba", [9, 5000])},
                 (dropout, philox)),
-    "batchnorm": (lambda: bitcheck.batchnorm_cases(ops, "numba", [(2, 3), (300, 40), (130, 5, 7)],
-                                                   F32), (batchnorm,)),
+    "batchnorm": (lambda: {**bitcheck.batchnorm_cases(ops, "numba", BN, F32),
+                           **bitcheck.batchnorm_sync_cases(ops, "numba", BN, F32)},
+                  (batchnorm, batchnorm_sync)),
+    "lowbit": (lambda: bitcheck.lowbit_cases(ops, "numba", [1, 300, 5000]), (lowbit,)),
 }
-digests, hits, misses, unused = {}, 0, 0, []
+digests, hits, misses, unused, seen = {}, 0, 0, [], set()
 for family in sys.argv[2:]:
     cases, modules = CASES[family]
     for mode in ("serial", "parallel"):  # every kernel both ways
@@ -47,8 +54,9 @@ for family in sys.argv[2:]:
     for mod in modules:
         for name, k in vars(mod).items():
             for kern in (k, getattr(k, "fusedops_serial", None)):
-                if getattr(kern, "fusedops_options", None) is None:
-                    continue
+                if getattr(kern, "fusedops_options", None) is None or id(kern) in seen:
+                    continue  # not a kernel, or one imported from a module already counted
+                seen.add(id(kern))
                 if not kern.signatures:
                     unused.append(f"{mod.__name__}.{name}")
                 hits += sum(kern.stats.cache_hits.values())

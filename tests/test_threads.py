@@ -15,10 +15,12 @@ from numba import prange
 import fusedops
 from fusedops import ops
 from fusedops._threads import forced, tbb_library, thread_setting
+from fusedops.ops import lowbit
+from fusedops.ops.lowbit import BlockQuantized
 from fusedops.kernels.cpu.jit import run
 
 CPU = ["numba", "c"]
-BIG = 1 << 18  # above every family's threshold
+BIG = 1 << 18  # large enough for every thread to get a share (parallel runs are forced)
 TIMEOUT = 240
 
 
@@ -27,6 +29,13 @@ def _adam(be, w0, g, steps=2):
     for t in range(1, steps + 1):
         ops.adam_step(w, g, m, v, step=t, lr=1e-2, weight_decay=0.01, backend=be)
     return w, m, v
+
+
+def _adam_lowbit(be, w0, g):
+    w = w0.copy()
+    m, v = (BlockQuantized.zeros(w.size, signed=s) for s in (True, False))
+    lowbit.adam_step(w, g, m, v, step=1, lr=1e-2, backend=be)
+    return w, m.codes, m.scales, v.codes, v.scales
 
 
 def _data(n, seed=0):
@@ -40,15 +49,20 @@ def _data(n, seed=0):
 @pytest.mark.parametrize("backend", CPU)
 def test_serial_and_parallel_kernels_give_the_same_bits(backend, n):
     """Forced serial and forced parallel (tiny inputs split over the threads too) equal the
-    default path bit for bit, for an optimizer, dropout and batch norm."""
+    default path bit for bit, for an optimizer, dropout (also with start=), batch norm (also
+    its synchronized pieces) and a low-bit step."""
     w0, g = _data(n)
     x = np.random.default_rng(1).standard_normal((n + 1, 3), dtype=np.float32)
     outs = {}
     for mode in ("default", "serial", "parallel"):
         with (forced(mode) if mode != "default" else _nothing()):
             y, mask = ops.dropout_forward(w0, 0.3, seed=5, offset=2, backend=backend)
+            ys, masks = ops.dropout_forward(w0, 0.3, seed=5, offset=2, start=7, backend=backend)
             bn = ops.batchnorm_forward(x, None, None, None, None, training=True, backend=backend)
-            outs[mode] = [*_adam(backend, w0, g), y, mask, *bn]
+            stats = ops.batchnorm_stats(x, backend=backend)
+            sums = ops.batchnorm_grad_sums(x, x, bn[1], backend=backend)
+            outs[mode] = [*_adam(backend, w0, g), y, mask, ys, masks, *bn, *stats, *sums,
+                          *_adam_lowbit(backend, w0, g)]
     for mode in ("serial", "parallel"):
         for a, b in zip(outs[mode], outs["default"]):
             np.testing.assert_array_equal(a, b)
@@ -67,26 +81,35 @@ SMALL_CALLS = textwrap.dedent("""
     from fusedops import ops
     from fusedops._c import lib
     from numba.np.ufunc import parallel
-    from fusedops.kernels.cpu import batchnorm, dropout, optim
-    assert 16_000 < min(batchnorm.PARALLEL_MIN, dropout.PARALLEL_MIN, optim.PARALLEL_MIN)
+    from fusedops.kernels.cpu import batchnorm, dropout, lowbit, optim
+    from fusedops.ops.lowbit import BlockQuantized, adam_step
+    assert 16_000 < min(batchnorm.PARALLEL_MIN, dropout.PARALLEL_MIN, optim.PARALLEL_MIN,
+                        lowbit.PARALLEL_MIN)
     x = np.random.default_rng(0).standard_normal(16_000).astype(np.float32)
     for be in ("numba", "c"):
         w, m, v = x.copy(), np.zeros_like(x), np.zeros_like(x)
         ops.adam_step(w, x, m, v, step=1, lr=1e-3, backend=be)
         ops.sgd_step(w, x, lr=1e-3, backend=be)
-        ops.dropout_forward(x, 0.5, seed=1, backend=be)
-        ops.batchnorm_forward(x.reshape(160, 100), None, None, None, None, training=True,
-                              backend=be)
+        ops.dropout_forward(x, 0.5, seed=1, start=3, backend=be)
+        xb = x.reshape(160, 100)
+        _, mean, _ = ops.batchnorm_forward(xb, None, None, None, None, training=True, backend=be)
+        ops.batchnorm_stats(xb, backend=be)
+        ops.batchnorm_grad_sums(xb, xb, mean, backend=be)
+        adam_step(w, x, BlockQuantized.zeros(x.size, signed=True),
+                  BlockQuantized.zeros(x.size, signed=False), step=1, lr=1e-3, backend=be)
     print(parallel._is_initialized, lib.fo_pool_workers())
-    ops.adam_step(np.zeros(1 << 18, np.float32), np.ones(1 << 18, np.float32),
-                  np.zeros(1 << 18, np.float32), np.zeros(1 << 18, np.float32), step=1, lr=1,
-                  backend="c")
+    from fusedops._threads import forced
+    with forced("parallel"):
+        ops.adam_step(np.zeros(1 << 18, np.float32), np.ones(1 << 18, np.float32),
+                      np.zeros(1 << 18, np.float32), np.zeros(1 << 18, np.float32), step=1,
+                      lr=1, backend="c")
     print(lib.fo_pool_workers())
 """)
 
 
 def test_small_calls_wake_no_thread_pool():
-    """16,000-element steps, dropout and batch norm (under every threshold) start neither
+    """16,000-element steps (also low-bit), dropout and batch norm (also the synchronized
+    pieces; all under every threshold) start neither
     Numba's threads nor the C pool's; one large C step starts the pool's workers."""
     out = _python(SMALL_CALLS).split()
     assert out[:2] == ["False", "0"]
@@ -150,6 +173,8 @@ def test_set_num_threads_holds_in_every_python_thread():
 @pytest.mark.parametrize("n", [20_000, BIG])
 @pytest.mark.parametrize("backend", CPU)
 def test_four_python_threads_equal_serial(backend, n):
+    """4 threads at once equal one after another: serial twins (20K) and parallel kernels
+    (BIG, forced: 4 threads then share or contend for one pool)."""
     inputs = [_data(n, seed) for seed in range(4)]
     serial = [_adam(backend, w, g, steps=3) for w, g in inputs]
     results = [None] * 4
@@ -158,10 +183,11 @@ def test_four_python_threads_equal_serial(backend, n):
         results[i] = _adam(backend, *inputs[i], steps=3)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(TIMEOUT)
+    with (forced("parallel") if n == BIG else _nothing()):
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(TIMEOUT)
     for got, want in zip(results, serial):
         for a, b in zip(got, want):
             np.testing.assert_array_equal(a, b)
@@ -217,6 +243,7 @@ FORK = textwrap.dedent("""
     import fusedops
     from fusedops import ops
     from fusedops._c import lib
+    from fusedops._threads import forced
     from fusedops.kernels.cpu.jit import POLICY
     n = 1 << 18
     rng = np.random.default_rng(0)
@@ -233,20 +260,21 @@ FORK = textwrap.dedent("""
         return digest(be), POLICY.serial_only, lib.fo_probe_team(n, 1)
 
     for be in sys.argv[1:]:
-        want = digest(be)  # the parent's pools are running now
-        team = lib.fo_probe_team(n, 1)
-        pid = os.fork()
-        if pid == 0:
-            got, serial, cteam = child(be)
-            os._exit(0 if (got, cteam) == (want, team) else 3)
-        assert os.waitpid(pid, 0)[1] == 0, "os.fork child differs"
-        with multiprocessing.get_context("fork").Pool(2) as pool:
-            kids = pool.map(child, [be, be])
-        assert [k[0] for k in kids] == [want, want], "pool child differs"
-        assert [k[2] for k in kids] == [team, team], "C pool child runs a different team"
-        assert digest(be) == want and lib.fo_probe_team(n, 1) == team  # parent keeps its threads
-        print(be, fusedops._threads.numba_layer(), kids[0][1], team, lib.fo_pool_workers(),
-              lib.fo_get_num_threads())
+        with forced("parallel"):  # whatever the thresholds; the children inherit it
+            want = digest(be)  # the parent's pools are running now
+            team = lib.fo_probe_team(n, 1)
+            pid = os.fork()
+            if pid == 0:
+                got, serial, cteam = child(be)
+                os._exit(0 if (got, cteam) == (want, team) else 3)
+            assert os.waitpid(pid, 0)[1] == 0, "os.fork child differs"
+            with multiprocessing.get_context("fork").Pool(2) as pool:
+                kids = pool.map(child, [be, be])
+            assert [k[0] for k in kids] == [want, want], "pool child differs"
+            assert [k[2] for k in kids] == [team, team], "C pool child runs a different team"
+            assert digest(be) == want and lib.fo_probe_team(n, 1) == team  # parent keeps its threads
+            print(be, fusedops._threads.numba_layer(), kids[0][1], team, lib.fo_pool_workers(),
+                  lib.fo_get_num_threads())
 """)
 
 

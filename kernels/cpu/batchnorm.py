@@ -23,9 +23,10 @@ from .jit import kernel, run
 CHUNK_ROWS = 128  # rows per partial; 128 rows x TILE fp32 columns = 256 KiB stays in L2
 TILE = 512        # columns per task
 MERGE_TILE = 64   # columns per task when merging the partials
-# Elements of work from which a pass runs in parallel: as the optimizer steps (memory-bound;
-# provisional, see optim.PARALLEL_MIN and benchmarks/test_threads.py).
-PARALLEL_MIN = 65536
+# Elements of work from which a pass runs in parallel. Measured as optim.PARALLEL_MIN (same
+# benchmark, same VM): forward + backward crossed over at 4M elements of x (1.18x; 0.6-1.0x
+# below, 1.37x once at 1M).
+PARALLEL_MIN = 1 << 22
 
 _b = common.build(njit(inline="always"))  # the merge and the coefficients, shared with CUDA
 _chan_weights, _chan_step, _finish_stats = _b.chan_weights, _b.chan_step, _b.finish_stats

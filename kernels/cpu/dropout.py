@@ -138,11 +138,12 @@ def _backward_chunk(c, dx, dy, mask, divisor):
 
 # Each kernel runs over chunks in parallel from PARALLEL_MIN elements, else as its serial twin
 # (the same function built with parallel=False, cpu/jit.py), which wakes no thread pool.
-# Measured (benchmarks/test_threads.py thresholds, README "Threads"): from 16K elements the
-# parallel forward beats the twin by 1.6x on the fastest calls (2.9x at 32K, 2-core VM). Part
+# Measured (benchmarks/test_threads.py thresholds, README "Using fusedops inside your
+# program"): from 16K elements the parallel forward beats the twin by 1.6x on the fastest calls
+# (2.9x at 32K, 7-25x from 1M to 4M; 2-core VM, 2026-11-29). Part
 # of that is the twin's own slowness: its Philox loop runs ~2.5x (16K) to ~5x (1M) slower than
 # the same body inside the parallel kernel's gufunc on one thread, a Numba codegen difference
-# not found yet (README "Threads").
+# not found yet.
 PARALLEL_MIN = 16384
 
 

@@ -31,9 +31,11 @@ from .philox import philox4x32_10
 BLOCK = common.BLOCK
 _EXP = common.EXP
 CHUNK_BLOCKS = 16  # blocks per parallel task: the three 1 KiB buffers are allocated per task
-# Elements from which a kernel runs in parallel, else as its serial twin (cpu/jit.py): the C
-# backend's LB_PAR_MIN; provisional like every threshold (benchmarks/test_threads.py).
-PARALLEL_MIN = 32768
+# Elements from which a kernel runs in parallel, else as its serial twin (cpu/jit.py).
+# Measured as optim.PARALLEL_MIN (same benchmark, same VM): the 8-bit Adam step paid
+# 1.06-1.15x from 64K to 1M in one sweep, 0.95-1.01x at 2M and 4M in the next: no size paid
+# in both, so parallel from 4M like the plain steps.
+PARALLEL_MIN = 1 << 22
 _JIT = dict(error_model="numpy", parallel_min=PARALLEL_MIN)
 
 

@@ -27,10 +27,13 @@ from ..common import optim as common
 from .jit import kernel, run
 
 # From this many elements a step runs in parallel; below, its serial twin wakes no thread pool.
-# benchmarks/test_threads.py thresholds measures it (README "Threads"). On the shared 2-core VM
-# (load 7-9) a second thread paid for these memory-bound steps at no size up to 1M elements,
-# so the value is provisional, to be re-measured on a quiet machine.
-PARALLEL_MIN = 65536
+# Measured by benchmarks/test_threads.py thresholds (the smallest size from which parallel is
+# >= 1.1x faster at every larger size; README "Using fusedops inside your program"): on the
+# shared 2-core VM (load ~4, 2026-11-29, TBB layer) a second thread paid for SGD and Adam at no
+# size from 4K to 4M elements (0.8-1.0x: TBB's launch costs ~5 us and the other core is busy),
+# so steps run in parallel from 4M. A quiet machine should cross over far lower: re-run the
+# benchmark there and set this from its output (csrc/threads.h likewise for C).
+PARALLEL_MIN = 1 << 22
 _JIT = dict(error_model="numpy", parallel_min=PARALLEL_MIN)
 
 _b = common.build(njit(inline="always"))

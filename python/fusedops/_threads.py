@@ -196,12 +196,13 @@ def forced(mode: str):
 
 def threads_info() -> dict:
     """What `fusedops info` reports about threads."""
-    from .kernels.cpu import batchnorm, dropout, optim
+    from .kernels.cpu import batchnorm, dropout, lowbit, optim
 
     out = {"threads": get_num_threads(), "numba_layer": numba_layer(),
            "tbb_wheel": tbb_library() is not None, "serial_only": POLICY.serial_only,
            "numba_parallel_min": {"optim": optim.PARALLEL_MIN, "dropout": dropout.PARALLEL_MIN,
-                                  "batchnorm": batchnorm.PARALLEL_MIN}}
+                                  "batchnorm": batchnorm.PARALLEL_MIN,
+                                  "lowbit": lowbit.PARALLEL_MIN}}
     lib = _c_lib()
     if lib is not None:
         out["c_threads"] = int(lib.fo_get_num_threads())
