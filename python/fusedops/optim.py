@@ -224,6 +224,11 @@ class _Optimizer:
         _Optimizer.__init__(new, params, self.defaults, backend=self._backend, lowbit=lowbit)
         return new
 
+    def low_bit_options(self) -> dict | None:
+        """The low-bit options (state_dtype, master_weights, stochastic_rounding, seed,
+        min_8bit_size) when this optimizer runs the low-bit path, else None."""
+        return None if self._lowbit is None else self._lowbit.cfg.as_dict()
+
     def state_names(self, group: int | None = None) -> tuple:
         """Names of the state buffers (state_dict's `state.<k>.<name>`) in kernel order: all
         this optimizer can hold, or those a step of param_groups[group] uses."""
