@@ -4,6 +4,9 @@ Flags: -O3 -fopenmp -ffp-contract=off -fno-math-errno plus -march=native (the pa
 machine that runs it). FUSEDOPS_MARCH overrides the -march value ("" drops it) for portable
 builds; FUSEDOPS_EXTRA_CFLAGS appends flags. The flags are compiled into the module so
 `fusedops info` reports what was actually used.
+
+-fopenmp compiles the pragmas; the link takes no libgomp: pool.c is the kernels' own OpenMP
+runtime (why: its header comment), so only -pthread is linked.
 """
 import glob
 import os
@@ -42,7 +45,7 @@ ffi.set_source(
     include_dirs=[os.path.relpath(HERE)],
     define_macros=[("FO_CFLAGS", '"' + " ".join(CFLAGS) + '"')],
     extra_compile_args=CFLAGS,
-    extra_link_args=["-fopenmp"],
+    extra_link_args=["-pthread"],
 )
 
 if __name__ == "__main__":
