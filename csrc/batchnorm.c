@@ -20,7 +20,7 @@ int fo_batchnorm_forward_train_##SUF(T *y, T *mean, T *invstd, T *rm, T *rv, con
     double *cmean = part + 2 * nch * nj, *cm2 = cmean + nj;                                 \
     bn_stats_partials_##SUF(pmean, pm2, x, n, nj);                                          \
     bn_merge_chunks(cmean, cm2, pmean, pm2, n, nch, nj);                                    \
-    _Pragma("omp parallel for schedule(static)")                                            \
+    _Pragma("omp parallel for schedule(static) if (BN_PAR(nj))")                             \
     for (int64_t ch = 0; ch < c; ch++) {                                                    \
         double m, m2;                                                                       \
         bn_merge_columns(&m, &m2, cmean, cm2, ch, nl, n);                                   \

@@ -17,17 +17,20 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include "threads.h"
 
 #define BN_CHUNK 128 /* rows per partial: 128 x BN_TILE fp32 = 256 KiB stays in L2 */
 #define BN_TILE 512  /* columns per task */
 #define BN_MERGE_TILE 64 /* columns per task when merging partials */
+/* each loop runs in parallel when its own work (elements read) reaches FO_PAR_MIN_BN */
+#define BN_PAR(work) fo_parallel_ok((work), FO_PAR_MIN_BN)
 
 /* Per column, Chan et al.'s merge of its chunk partials in chunk order. All columns share the
  * counts, so the weights are scalars and the column loop vectorizes. */
 static inline void bn_merge_chunks(double *restrict cmean, double *restrict cm2,
                                    const double *restrict pmean, const double *restrict pm2,
                                    int64_t n, int64_t nch, int64_t nj) {
-    _Pragma("omp parallel for schedule(static)")
+    _Pragma("omp parallel for schedule(static) if (BN_PAR(nch * nj))")
     for (int64_t j0 = 0; j0 < nj; j0 += BN_MERGE_TILE) {
         int64_t w = nj - j0 < BN_MERGE_TILE ? nj - j0 : BN_MERGE_TILE;
         double ma[BN_MERGE_TILE] = {0}, m2a[BN_MERGE_TILE] = {0}, na = 0.0;
@@ -50,7 +53,7 @@ static inline void bn_merge_chunks(double *restrict cmean, double *restrict cm2,
 static inline void bn_sum_chunks(double *restrict csum, double *restrict cdot,
                                  const double *restrict psum, const double *restrict pdot,
                                  int64_t nch, int64_t nj) {
-    _Pragma("omp parallel for schedule(static)")
+    _Pragma("omp parallel for schedule(static) if (BN_PAR(nch * nj))")
     for (int64_t j0 = 0; j0 < nj; j0 += BN_MERGE_TILE) {
         int64_t w = nj - j0 < BN_MERGE_TILE ? nj - j0 : BN_MERGE_TILE;
         double a[BN_MERGE_TILE] = {0}, b[BN_MERGE_TILE] = {0};
@@ -94,7 +97,7 @@ static inline void bn_sum_columns(double *a, double *b, const double *csum, cons
 static inline void bn_stats_partials_##SUF(double *restrict pmean, double *restrict pm2,   \
                                            const T *restrict x, int64_t n, int64_t nj) {    \
     int64_t nch = (n + BN_CHUNK - 1) / BN_CHUNK, ntiles = (nj + BN_TILE - 1) / BN_TILE;     \
-    _Pragma("omp parallel for schedule(static)")                                            \
+    _Pragma("omp parallel for schedule(static) if (BN_PAR(n * nj))")                        \
     for (int64_t task = 0; task < nch * ntiles; task++) {                                   \
         int64_t k = task / ntiles, j0 = (task % ntiles) * BN_TILE, r0 = k * BN_CHUNK;       \
         int64_t r1 = n < r0 + BN_CHUNK ? n : r0 + BN_CHUNK;                                 \
@@ -121,7 +124,7 @@ static inline void bn_grad_partials_##SUF(double *restrict psum, double *restric
                                           const T *restrict dy, const T *restrict x,        \
                                           const T *restrict cm, int64_t n, int64_t nj) {    \
     int64_t nch = (n + BN_CHUNK - 1) / BN_CHUNK, ntiles = (nj + BN_TILE - 1) / BN_TILE;     \
-    _Pragma("omp parallel for schedule(static)")                                            \
+    _Pragma("omp parallel for schedule(static) if (BN_PAR(n * nj))")                        \
     for (int64_t task = 0; task < nch * ntiles; task++) {                                   \
         int64_t k = task / ntiles, j0 = (task % ntiles) * BN_TILE, r0 = k * BN_CHUNK;       \
         int64_t r1 = n < r0 + BN_CHUNK ? n : r0 + BN_CHUNK;                                 \
@@ -173,7 +176,7 @@ static inline void bn_grad_finish_##SUF(T *dgamma, T *dbeta, T *cf, const T *inv
 static inline void bn_normalize_##SUF(T *restrict y, const T *restrict x,                  \
                                       const T *restrict cf, int64_t n, int64_t nj) {        \
     const T *cm = cf, *cs = cf + nj, *cb = cf + 2 * nj;                                     \
-    _Pragma("omp parallel for schedule(static)")                                            \
+    _Pragma("omp parallel for schedule(static) if (BN_PAR(n * nj))")                        \
     for (int64_t r = 0; r < n; r++) {                                                       \
         const T *xr = x + r * nj; T *yr = y + r * nj;                                       \
         _Pragma("omp simd") for (int64_t j = 0; j < nj; j++)                                \
@@ -184,7 +187,7 @@ static inline void bn_grad_input_##SUF(T *restrict dx, const T *restrict dy,    
                                        const T *restrict x, const T *restrict cf,           \
                                        int64_t n, int64_t nj) {                             \
     const T *cm = cf, *c1 = cf + nj, *c2 = cf + 2 * nj, *c3 = cf + 3 * nj;                  \
-    _Pragma("omp parallel for schedule(static)")                                            \
+    _Pragma("omp parallel for schedule(static) if (BN_PAR(n * nj))")                        \
     for (int64_t r = 0; r < n; r++) {                                                       \
         const T *xr = x + r * nj, *gr = dy + r * nj; T *dr = dx + r * nj;                   \
         _Pragma("omp simd") for (int64_t j = 0; j < nj; j++)                                \

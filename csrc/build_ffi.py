@@ -9,7 +9,8 @@ Two kinds of build (csrc/simd.h has the details):
 - FUSEDOPS_MARCH=native (or any -march value): everything compiled with -march=<value>, one
   level named after it; the extension then runs only on CPUs like the build machine's.
   FUSEDOPS_MARCH="" builds one level for the compiler's default target.
-Always: -O3 -fopenmp -std=c11, -ffp-contract=off (products and sums round as NumPy's, on
+Always: -O3 -fopenmp -std=c11 (-fopenmp compiles the pragmas; the link takes no libgomp but
+-pthread: pool.c is the kernels' own OpenMP runtime, see its header), -ffp-contract=off (products and sums round as NumPy's, on
 every level), -fno-math-errno (lets gcc vectorize sqrt; see optim.c), -fvisibility=hidden.
 FUSEDOPS_EXTRA_CFLAGS
 appends flags. The flags are compiled into the module so `fusedops info` reports them.
@@ -166,7 +167,7 @@ def make_ffi(absolute=False):
         "fusedops._fusedops_c", _forwarders(protos),
         sources=[path(os.path.join(HERE, f)) for f in once] + wrappers,
         include_dirs=[path(HERE)], define_macros=macros,
-        extra_compile_args=flags, extra_link_args=["-fopenmp"])
+        extra_compile_args=flags, extra_link_args=["-pthread"])
     return ffi
 
 

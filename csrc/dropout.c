@@ -14,12 +14,12 @@
  * whole-block paths, r > 0 generates the chunk's m + r words and skips the first r. */
 #include "fusedops.h"
 #include "philox.h"
+#include "threads.h"
 #include <string.h>
 
 #define FO_CHUNK 1024 /* elements per chunk: 256 Philox blocks, 128 mask bytes */
-/* Below this many chunks (32768 elements, ~15 us of Philox on one core) a call runs on the
- * calling thread: an OpenMP fork/join costs more than it saves, and far more on a busy machine. */
-#define FO_PARALLEL_CHUNKS 32
+/* Below FO_PAR_MIN_DROPOUT elements (threads.h) a call runs on the calling thread. */
+#define FO_PAR(n) fo_parallel_ok((n), FO_PAR_MIN_DROPOUT)
 
 /* u[0 .. 4*nblk) <- the Philox words of blocks blk0 .. blk0+nblk-1. */
 static inline void philox_fill(uint32_t *restrict u, int64_t blk0, int nblk,
@@ -111,7 +111,7 @@ static inline void unpack_bits(uint8_t *restrict keep, const uint8_t *restrict m
 }
 
 void fo_philox4x32(uint32_t *out, const uint32_t *counter, const uint32_t *key, int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= FO_PARALLEL_CHUNKS * FO_CHUNK / 4)
+#pragma omp parallel for schedule(static) if (FO_PAR(4 * n))
     for (int64_t j = 0; j < n; j++) {
         fo_philox_words c = {counter[4 * j], counter[4 * j + 1], counter[4 * j + 2],
                              counter[4 * j + 3]};
@@ -123,7 +123,7 @@ void fo_philox4x32(uint32_t *out, const uint32_t *counter, const uint32_t *key, 
 void fo_dropout_mask(uint8_t *mask, int64_t n, uint64_t seed, uint64_t offset,
                      uint64_t threshold, uint64_t start) {
     int64_t nchunks = (n + FO_CHUNK - 1) / FO_CHUNK;
-#pragma omp parallel for schedule(static) if (nchunks >= FO_PARALLEL_CHUNKS)
+#pragma omp parallel for schedule(static) if (FO_PAR(n))
     for (int64_t c = 0; c < nchunks; c++) {
         int64_t e0 = c * FO_CHUNK;
         int m = (int)(n - e0 < FO_CHUNK ? n - e0 : FO_CHUNK);
@@ -139,7 +139,7 @@ void fo_dropout_mask(uint8_t *mask, int64_t n, uint64_t seed, uint64_t offset,
                                   int64_t n, uint64_t seed, uint64_t offset,                \
                                   uint64_t threshold, T divisor, uint64_t start) {          \
         int64_t nchunks = (n + FO_CHUNK - 1) / FO_CHUNK;                                    \
-        _Pragma("omp parallel for schedule(static) if (nchunks >= FO_PARALLEL_CHUNKS)")    \
+        _Pragma("omp parallel for schedule(static) if (FO_PAR(n))")                          \
         for (int64_t c = 0; c < nchunks; c++) {                                             \
             int64_t e0 = c * FO_CHUNK;                                                      \
             int m = (int)(n - e0 < FO_CHUNK ? n - e0 : FO_CHUNK);                           \
@@ -153,7 +153,7 @@ void fo_dropout_mask(uint8_t *mask, int64_t n, uint64_t seed, uint64_t offset,
     void fo_dropout_backward_##SUF(T *restrict dx, const T *restrict dy,                    \
                                    const uint8_t *restrict mask, int64_t n, T divisor) {    \
         int64_t nchunks = (n + FO_CHUNK - 1) / FO_CHUNK;                                    \
-        _Pragma("omp parallel for schedule(static) if (nchunks >= FO_PARALLEL_CHUNKS)")    \
+        _Pragma("omp parallel for schedule(static) if (FO_PAR(n))")                          \
         for (int64_t c = 0; c < nchunks; c++) {                                             \
             int64_t e0 = c * FO_CHUNK;                                                      \
             int m = (int)(n - e0 < FO_CHUNK ? n - e0 : FO_CHUNK);                           \
@@ -164,7 +164,7 @@ void fo_dropout_mask(uint8_t *mask, int64_t n, uint64_t seed, uint64_t offset,
         }                                                                                   \
     }                                                                                       \
     void fo_dropout_scale_##SUF(T *restrict y, const T *restrict x, int64_t n, T scale) {   \
-        _Pragma("omp parallel for simd schedule(static) if (n >= FO_PARALLEL_CHUNKS * FO_CHUNK)") \
+        _Pragma("omp parallel for simd schedule(static) if (FO_PAR(n))")                     \
         for (int64_t e = 0; e < n; e++) y[e] = scale * x[e];                                \
     }
 

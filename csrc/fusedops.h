@@ -8,11 +8,19 @@
 #define FUSEDOPS_H
 #include <stdint.h>
 
-/* ---- runtime (runtime.c) ---- */
-void fo_set_num_threads(int n);
-int fo_get_num_threads(void);
+/* ---- runtime (runtime.c) and threads (pool.c: the kernels' own OpenMP runtime) ---- */
 const char *fo_compiler(void);
 const char *fo_cflags(void);
+/* threads per parallel region, process-wide; n < 1 restores the default (OMP_NUM_THREADS,
+ * else the CPUs this process may use) */
+void fo_set_num_threads(int n);
+int fo_get_num_threads(void);
+/* 0: by each family's size threshold (threads.h), 1: always serial, 2: always parallel */
+void fo_set_parallel_mode(int mode);
+/* worker threads the pool has started in this process (0 in a fresh fork child) */
+int fo_pool_workers(void);
+/* the team size a region over `work` elements with threshold `parallel_min` runs with */
+int fo_probe_team(int64_t work, int64_t parallel_min);
 
 /* ---- SIMD dispatch (simd.c) ---- */
 /* Levels 0 .. fo_simd_count()-1, in increasing ISA (simd.h); the best one this CPU supports

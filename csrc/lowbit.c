@@ -22,9 +22,10 @@
 #include <string.h>
 #include "fusedops.h"
 #include "lowbit.h"
+#include "threads.h"
 #include "philox.h"
 
-#define LB_PAR_MIN 32768 /* below this a parallel region costs more than it saves */
+#define LB_PAR_MIN FO_PAR_MIN_LOWBIT /* below this a step runs serially (threads.h) */
 
 /* ---------------------------------------------------------------- loads and stores */
 static inline float load_param(const void *p, int64_t i, int pf) {
@@ -258,7 +259,7 @@ static inline __attribute__((always_inline)) void rmsprop_block(const lb_args *a
 #define LB_FORMATS(PF, SF, MASTER, BLOCK_CALL)                                          \
     do {                                                                               \
         int64_t nb_ = LB_CHUNKS(a->n);                                                 \
-        _Pragma("omp parallel for schedule(static) if(a->n >= LB_PAR_MIN)")            \
+        _Pragma("omp parallel for schedule(static) if (fo_parallel_ok(a->n, LB_PAR_MIN))") \
         for (int64_t blk = 0; blk < nb_; blk++) {                                      \
             int64_t lo_ = blk * LB_BLOCK;                                              \
             int64_t len_ = a->n - lo_ < LB_BLOCK ? a->n - lo_ : LB_BLOCK;              \
@@ -376,7 +377,7 @@ void fo_rmsprop_lowbit_f32(void *p, float *w32, void *s, float *ss, void *h, flo
 void fo_quantize_blocks_f32(uint8_t *codes, float *scales, const float *x, int64_t n,
                             int sgn) {
     int64_t nb = LB_CHUNKS(n);
-#pragma omp parallel for schedule(static) if (n >= LB_PAR_MIN)
+#pragma omp parallel for schedule(static) if (fo_parallel_ok(n, LB_PAR_MIN))
     for (int64_t blk = 0; blk < nb; blk++) {
         int64_t lo = blk * LB_BLOCK, len = n - lo < LB_BLOCK ? n - lo : LB_BLOCK;
         uint32_t acc = 0;
@@ -387,7 +388,7 @@ void fo_quantize_blocks_f32(uint8_t *codes, float *scales, const float *x, int64
 
 void fo_dequantize_blocks_f32(float *out, const uint8_t *codes, const float *scales, int64_t n,
                               int sgn) {
-#pragma omp parallel for schedule(static) if (n >= LB_PAR_MIN)
+#pragma omp parallel for schedule(static) if (fo_parallel_ok(n, LB_PAR_MIN))
     for (int64_t i = 0; i < n; i++)
         out[i] = load_state(codes, scales[i / LB_BLOCK], i, S_Q8, sgn, 0);
 }

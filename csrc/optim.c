@@ -21,8 +21,9 @@
 #include <math.h>
 #include <omp.h>
 #include "fusedops.h"
+#include "threads.h"
 
-#define FO_PAR_MIN 32768  /* below this a parallel region costs more than it saves */
+#define FO_PAR_MIN FO_PAR_MIN_OPTIM /* threads.h: below it a step runs serially */
 
 /* This thread's share [lo, hi) of n elements, in whole 64-element pieces (cache lines). */
 static inline void fo_span(int64_t n, int64_t *lo, int64_t *hi) {
@@ -35,7 +36,7 @@ static inline void fo_span(int64_t n, int64_t *lo, int64_t *hi) {
 /* Run BODY(lo, hi) over [0, n): one call inline when small, else one per OpenMP thread. */
 #define FO_PARALLEL(n, BODY)                                              \
     do {                                                                  \
-        if ((n) < FO_PAR_MIN) { BODY(0, (n)); break; }                    \
+        if (!fo_parallel_ok((n), FO_PAR_MIN)) { BODY(0, (n)); break; }     \
         _Pragma("omp parallel") {                                         \
             int64_t lo_, hi_;                                             \
             fo_span((n), &lo_, &hi_);                                     \
@@ -200,7 +201,7 @@ void SUF(fo_adam_update)(T *w, T *m, T *v, T *vmax, const T *g, int64_t n, doubl
 
 void SUF(fo_nonfinite_count)(int64_t *count, const T *g, int64_t n) {
     int64_t bad = 0;
-#pragma omp parallel for simd reduction(+ : bad) schedule(static) if (n >= FO_PAR_MIN)
+#pragma omp parallel for simd reduction(+ : bad) schedule(static) if (fo_parallel_ok(n, FO_PAR_MIN))
     for (int64_t i = 0; i < n; i++) bad += isfinite(g[i]) ? 0 : 1;
     count[0] += bad;
 }

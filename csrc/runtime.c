@@ -1,14 +1,9 @@
-/* Thread control and build facts for `fusedops info`. */
-#include <omp.h>
+/* Build facts for `fusedops info`. The thread controls live with the pool (pool.c). */
 #include "fusedops.h"
 
 #ifndef FO_CFLAGS
 #define FO_CFLAGS "unknown"
 #endif
-
-void fo_set_num_threads(int n) { omp_set_num_threads(n); }
-
-int fo_get_num_threads(void) { return omp_get_max_threads(); }
 
 const char *fo_compiler(void) {
 #if defined(__clang__)

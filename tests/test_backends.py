@@ -157,20 +157,25 @@ def test_not_an_array():
 
 
 def test_set_num_threads_governs_both_cpu_backends():
+    """fusedops' own count, for both backends; the caller's Numba mask is left alone (its own
+    Numba code keeps its count). Other threads and forks: tests/test_threads.py."""
     import numba
 
     from fusedops._c import lib
+    from fusedops._threads import thread_setting
 
-    old = fusedops.get_num_threads()
+    before, mask = thread_setting(), numba.get_num_threads()
     try:
         fusedops.set_num_threads(1)
         assert fusedops.get_num_threads() == 1
-        assert numba.get_num_threads() == 1
         assert lib.fo_get_num_threads() == 1
+        assert numba.get_num_threads() == mask
         fusedops.set_num_threads(numba.config.NUMBA_NUM_THREADS)
         assert lib.fo_get_num_threads() == numba.config.NUMBA_NUM_THREADS
+        fusedops.set_num_threads(None)
+        assert fusedops.get_num_threads() == mask
     finally:
-        fusedops.set_num_threads(old)
+        fusedops.set_num_threads(before)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 10**6, 1.5, "2", True])

@@ -18,7 +18,9 @@ FLOAT32_SUBSETS = (
 
 
 def expected_failures(estimator):
-    if isinstance(estimator, AutoencoderTransformer):
+    # MLPRegressor's raw float32 outputs show it too (whether a given fit's weights hit a 2-ulp
+    # case is luck: it appeared when the optimizer kernels dropped fastmath, issue 10)
+    if isinstance(estimator, (AutoencoderTransformer, MLPRegressor)):
         return {"check_methods_subset_invariance": FLOAT32_SUBSETS}
     return {}
 
@@ -36,5 +38,6 @@ def test_sklearn_estimator_checks(estimator, check):
 
 
 def test_subset_invariance_in_float64():
-    """The reason given for the one expected failure: in float64 the check passes."""
+    """The reason given for the expected failures: in float64 the check passes."""
     check_methods_subset_invariance("AutoencoderTransformer", AutoencoderTransformer(dtype="float64"))
+    check_methods_subset_invariance("MLPRegressor", MLPRegressor(dtype="float64"))

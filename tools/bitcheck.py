@@ -4,7 +4,8 @@
     python tools/bitcheck.py --compare a.json b.json   # for the simulator), numpy
 
 Runs each op of fusedops.ops (every optimizer option combination over three steps, dropout
-forward / backward / mask / eval, Philox, batchnorm train / eval / backward, the stream probe)
+forward / backward / mask / eval and with start=, Philox, batchnorm train / eval / backward
+and its synchronized pieces, the stream probe; the low-bit steps on 8-bit state, quantize)
 on fixed inputs in float32 and float64, at sizes that reach every code path (serial and
 parallel CPU twins, vector remainders, several CUDA blocks and a tail), and prints one SHA-256
 prefix per (case, output). Run it on two checkouts (each with a fresh NUMBA_CACHE_DIR, and
@@ -36,6 +37,7 @@ def _vec(n, dtype, seed, *, mean=0.0, zeros=False):
     return x
 
 
+DTYPES = (np.float32, np.float64)
 OPTIM = {  # op -> list of (case name, arrays(n, dtype) -> (args), kwargs)
     "sgd": [("plain", 0, {}), ("mom", 1, dict(momentum=0.9)),
             ("nesterov", 1, dict(momentum=0.9, nesterov=True, weight_decay=0.01, l1=1e-3)),
@@ -49,9 +51,9 @@ OPTIM = {  # op -> list of (case name, arrays(n, dtype) -> (args), kwargs)
 }
 
 
-def optim_cases(ops, be, sizes):
+def optim_cases(ops, be, sizes, dtypes=DTYPES):
     out = {}
-    for dt in (np.float32, np.float64):
+    for dt in dtypes:
         for n in sizes:
             for op, cases in OPTIM.items():
                 for name, nstate, kw in cases:
@@ -88,10 +90,10 @@ def nonfinite_cases(be, sizes):
     return out
 
 
-def dropout_cases(ops, be, sizes):
+def dropout_cases(ops, be, sizes, dtypes=DTYPES):
     out = {}
     keys = [(0, 0), (2**40 + 7, 3), (123, 2**35 + 1)]
-    for dt in (np.float32, np.float64):
+    for dt in dtypes:
         for n in sizes:
             x = _vec(n, dt, 4, zeros=True)
             for p in (0.0, 0.3, 1.0):
@@ -118,9 +120,9 @@ def dropout_cases(ops, be, sizes):
     return out
 
 
-def batchnorm_cases(ops, be, shapes):
+def batchnorm_cases(ops, be, shapes, dtypes=DTYPES):
     out = {}
-    for dt in (np.float32, np.float64):
+    for dt in dtypes:
         for shape in shapes:
             c = shape[1]
             x = _vec(int(np.prod(shape)), dt, 6, mean=100.0).reshape(shape)
@@ -143,9 +145,9 @@ def batchnorm_cases(ops, be, shapes):
     return out
 
 
-def stream_cases(ops, be, sizes):
+def stream_cases(ops, be, sizes, dtypes=DTYPES):
     out = {}
-    for dt in (np.float32, np.float64):
+    for dt in dtypes:
         for n in sizes:
             b, c = _vec(n, dt, 1), _vec(n, dt, 2)
             a = np.empty_like(b)
@@ -153,6 +155,76 @@ def stream_cases(ops, be, sizes):
             d = np.empty_like(b)
             ops.stream_copy(d, c, backend=be)
             out[f"stream.{np.dtype(dt).name}.{n}"] = _digest(a, d)
+    return out
+
+
+def dropout_start_cases(ops, be, sizes, starts=(3, 2**40 + 13)):
+    """dropout with start= (a part of a larger stream: r = start % 4 > 0 takes the shifted path)."""
+    out = {}
+    for n in sizes:
+        x = _vec(n, np.float32, 4)
+        for start in starts:
+            y, m = ops.dropout_forward(x, 0.3, seed=9, offset=1, start=start, backend=be)
+            mk = ops.dropout_mask(n, 0.3, seed=9, offset=1, start=start, backend=be)
+            out[f"dropout.start.{n}.{start}"] = _digest(y, m, mk)
+    return out
+
+
+def batchnorm_sync_cases(ops, be, shapes, dtypes=DTYPES):
+    """The synchronized batch norm pieces on one part: stats, forward with batch_stats, grad
+    sums, backward with grad_sums."""
+    out = {}
+    for dt in dtypes:
+        for shape in shapes:
+            c = shape[1]
+            x = _vec(int(np.prod(shape)), dt, 6, mean=100.0).reshape(shape)
+            dy = _vec(x.size, dt, 7).reshape(shape)
+            gamma, beta = _vec(c, dt, 8), _vec(c, dt, 9)
+            rm, rv = np.zeros(c, dt), np.ones(c, dt)
+            count = x.size // c
+            mean, m2 = ops.batchnorm_stats(x, backend=be)
+            whole = ops.batchnorm_merge_stats(np.array([count]), mean[None], m2[None])
+            y, bm, inv = ops.batchnorm_forward(x, gamma, beta, rm, rv, training=True,
+                                               batch_stats=whole, backend=be)
+            gs, gd = ops.batchnorm_grad_sums(dy, x, bm, backend=be)
+            grads = ops.batchnorm_backward(dy, x, gamma, bm, inv, grad_sums=(gs, gd, count),
+                                           backend=be)
+            tag = f"{np.dtype(dt).name}.{shape}"
+            out[f"bnsync.{tag}"] = _digest(mean, m2, y, bm, inv, rm, rv, gs, gd, *grads)
+    return out
+
+
+def lowbit_cases(ops, be, sizes):
+    """The low-bit steps on 8-bit state (float32 params, and float16 params with a float32
+    master and stochastic rounding) over three steps, and quantize / dequantize."""
+    from fusedops.ops import lowbit as L
+
+    out = {}
+    for n in sizes:
+        for half in (False, True):
+            w32 = _vec(n, np.float32, 1)
+            p = w32.astype(np.float16) if half else w32.copy()
+            master = w32.copy() if half else None
+            kw = dict(master=master, stochastic_rounding=half, seed=5, backend=be)
+            q = lambda signed: L.BlockQuantized.zeros(n, signed=signed)  # noqa: E731
+            m, v, h, s = q(True), q(False), q(True), q(False)
+            pa, pb = p.copy(), p.copy()
+            ma, mb = (None, None) if master is None else (master.copy(), master.copy())
+            for step in range(1, 4):
+                g = (_vec(n, np.float32, 10 + step) * np.float32(step)).astype(p.dtype)
+                L.adam_step(p, g, m, v, step=step, lr=1e-2, **kw)
+                L.sgd_step(pa, g, h, lr=1e-2, momentum=0.9, step=step,
+                           **dict(kw, master=ma))
+                L.rmsprop_step(pb, g, s, lr=1e-2, step=step, **dict(kw, master=mb))
+            tag = f"{'f16' if half else 'f32'}.{n}"
+            out[f"lowbit.adam.{tag}"] = _digest(p, master, m.codes, m.scales, v.codes, v.scales)
+            out[f"lowbit.sgd.{tag}"] = _digest(pa, ma, h.codes, h.scales)
+            out[f"lowbit.rmsprop.{tag}"] = _digest(pb, mb, s.codes, s.scales)
+        x = _vec(n, np.float32, 3)
+        for signed in (True, False):
+            qx = L.quantize(x if signed else np.abs(x), signed=signed, backend=be)
+            out[f"lowbit.quant.{n}.{signed}"] = _digest(qx.codes, qx.scales,
+                                                        L.dequantize(qx, backend=be))
     return out
 
 
@@ -171,6 +243,9 @@ def run(be):
     res.update(dropout_cases(ops, be, [0, 1, 9, 1027] + big))
     res.update(batchnorm_cases(ops, be, bn_shapes))
     res.update(stream_cases(ops, be, sizes))
+    res.update(dropout_start_cases(ops, be, [9, 1027] + big))
+    res.update(batchnorm_sync_cases(ops, be, bn_shapes))
+    res.update(lowbit_cases(ops, be, sizes))
     return res
 
 

@@ -10,17 +10,23 @@ cache (no E[x^2]-E[x]^2, which cancels when mean >> std) and merged with Chan, G
 LeVeque's pairwise update (1979; the formula in kernels/common/batchnorm.py, shared with the
 CUDA backend, as are the per-channel coefficients). x is read from memory twice in training
 (12 B/elem in fp32), dy and x twice in backward (20 B/elem). No fastmath: the float64 sums
-must keep their order to give the same bits on every run.
+must keep their order to give the same bits on every run, serial or parallel.
+Each kernel runs in parallel when its own work (elements it reads) reaches PARALLEL_MIN, else
+as its serial twin (cpu/jit.py): the per-channel combines of a narrow layer wake no pool.
 """
 import numpy as np
 from numba import njit, prange
 
 from ..common import batchnorm as common
-from .jit import kernel
+from .jit import kernel, run
 
 CHUNK_ROWS = 128  # rows per partial; 128 rows x TILE fp32 columns = 256 KiB stays in L2
 TILE = 512        # columns per task
 MERGE_TILE = 64   # columns per task when merging the partials
+# Elements of work from which a pass runs in parallel. Measured as optim.PARALLEL_MIN (same
+# benchmark, same VM): forward + backward crossed over at 4M elements of x (1.18x; 0.6-1.0x
+# below, 1.37x once at 1M).
+PARALLEL_MIN = 1 << 22
 
 _b = common.build(njit(inline="always"))  # the merge and the coefficients, shared with CUDA
 _chan_weights, _chan_step, _finish_stats = _b.chan_weights, _b.chan_step, _b.finish_stats
@@ -51,7 +57,7 @@ def _sum_columns(csum, cdot, c, nl):
     return db, dot
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN)
 def _stats_partials_kernel(pmean, pm2, x, chunk, tile):
     """pmean, pm2 (n_chunks, J) float64 <- x (N, J): mean and M2 of each (chunk, column).
     Accumulators are fresh local arrays and rows are 1-D views: with them LLVM vectorizes
@@ -79,7 +85,7 @@ def _stats_partials_kernel(pmean, pm2, x, chunk, tile):
         pm2[k, j0:j1] = q
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN)
 def _merge_chunks_kernel(cmean, cm2, pmean, pm2, n, chunk, tile):
     """cmean, cm2 (J,) <- per column, Chan et al.'s merge of its chunk partials in chunk
     order. Every column has the same counts, so the weights are scalars: no division per
@@ -102,7 +108,7 @@ def _merge_chunks_kernel(cmean, cm2, pmean, pm2, n, chunk, tile):
         cm2[j0:j1] = m2a
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN)
 def _stats_combine_kernel(mean, invstd, rm, rv, cm, cs, cb, cmean, cm2, gamma, beta,
                           n, nl, eps, momentum, update, has_gamma, has_beta):
     """Per channel: merge its L column results (each over n rows) in l order, write mean,
@@ -113,7 +119,7 @@ def _stats_combine_kernel(mean, invstd, rm, rv, cm, cs, cb, cmean, cm2, gamma, b
         _coefficients(cm, cs, cb, c, nl, mean[c], inv, gamma, beta, has_gamma, has_beta)
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN)
 def _eval_stats_kernel(mean, invstd, cm, cs, cb, rm, rv, gamma, beta, nl, eps,
                        has_gamma, has_beta):
     """mean <- rm, invstd <- 1/sqrt(rv + eps) and the per-column coefficients."""
@@ -122,7 +128,7 @@ def _eval_stats_kernel(mean, invstd, cm, cs, cb, rm, rv, gamma, beta, nl, eps,
                     has_beta)
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN)
 def _normalize_kernel(y, x, cm, cs, cb, chunk):
     """y (N, J) <- (x - cm)*cs + cb, in the input dtype; columns innermost (vectorized)."""
     n, nj = x.shape
@@ -133,7 +139,7 @@ def _normalize_kernel(y, x, cm, cs, cb, chunk):
                 yr[j] = (xr[j] - cm[j]) * cs[j] + cb[j]
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN)
 def _grad_partials_kernel(psum, pdot, dy, x, cm, chunk, tile):
     """psum = sum dy, pdot = sum dy*(x - mean) over each (chunk, column), float64."""
     n, nj = x.shape
@@ -155,7 +161,7 @@ def _grad_partials_kernel(psum, pdot, dy, x, cm, chunk, tile):
         pdot[k, j0:j1] = p
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN)
 def _sum_chunks_kernel(csum, cdot, psum, pdot, tile):
     """csum, cdot (J,) <- per column, the chunk partials summed in chunk order."""
     nch, nj = psum.shape
@@ -171,7 +177,7 @@ def _sum_chunks_kernel(csum, cdot, psum, pdot, tile):
         cdot[j0:j1] = b
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN)
 def _grad_combine_kernel(dgamma, dbeta, c1, c2, c3, csum, cdot, invstd, gamma, nl, count,
                          training, has_gamma):
     """Per channel: dbeta = sum dy, dgamma = invstd * sum dy*(x-mean) (columns summed in
@@ -183,7 +189,7 @@ def _grad_combine_kernel(dgamma, dbeta, c1, c2, c3, csum, cdot, invstd, gamma, n
         _spread(c1, c2, c3, c, nl, k1, k2, k3)
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN)
 def _grad_input_kernel(dx, dy, x, cm, c1, c2, c3, chunk):
     """dx (N, J) <- dy*c1 - c2 - (x - cm)*c3, in the input dtype."""
     n, nj = x.shape
@@ -223,12 +229,12 @@ def batchnorm_forward_train(y, mean, invstd, running_mean, running_var, x, gamma
     update = running_mean is not None
     rm = running_mean if update else np.empty(0, x.dtype)
     rv = running_var if update else np.empty(0, x.dtype)
-    _stats_partials_kernel(pmean, pm2, x2, CHUNK_ROWS, TILE)
+    run(_stats_partials_kernel, x.size, pmean, pm2, x2, CHUNK_ROWS, TILE)
     cmean, cm2 = np.empty(c * nl), np.empty(c * nl)
-    _merge_chunks_kernel(cmean, cm2, pmean, pm2, n, CHUNK_ROWS, MERGE_TILE)
-    _stats_combine_kernel(mean, invstd, rm, rv, cm, cs, cb, cmean, cm2, g, b, float(n), nl,
-                          float(eps), float(momentum), update, has_g, has_b)
-    _normalize_kernel(y2, x2, cm, cs, cb, CHUNK_ROWS)
+    run(_merge_chunks_kernel, pmean.size, cmean, cm2, pmean, pm2, n, CHUNK_ROWS, MERGE_TILE)
+    run(_stats_combine_kernel, c * nl, mean, invstd, rm, rv, cm, cs, cb, cmean, cm2, g, b,
+        float(n), nl, float(eps), float(momentum), update, has_g, has_b)
+    run(_normalize_kernel, x.size, y2, x2, cm, cs, cb, CHUNK_ROWS)
 
 
 def batchnorm_forward_eval(y, mean, invstd, x, running_mean, running_var, gamma, beta, eps):
@@ -237,9 +243,10 @@ def batchnorm_forward_eval(y, mean, invstd, x, running_mean, running_var, gamma,
     n, c, nl = x.shape
     cm, cs, cb = (np.empty(c * nl, x.dtype) for _ in range(3))
     g, b, has_g, has_b = _flags(gamma, beta, x.dtype)
-    _eval_stats_kernel(mean, invstd, cm, cs, cb, running_mean, running_var, g, b, nl,
-                       float(eps), has_g, has_b)
-    _normalize_kernel(y.reshape(n, c * nl), x.reshape(n, c * nl), cm, cs, cb, CHUNK_ROWS)
+    run(_eval_stats_kernel, c * nl, mean, invstd, cm, cs, cb, running_mean, running_var, g, b,
+        nl, float(eps), has_g, has_b)
+    run(_normalize_kernel, x.size, y.reshape(n, c * nl), x.reshape(n, c * nl), cm, cs, cb,
+        CHUNK_ROWS)
 
 
 def batchnorm_backward(dx, dgamma, dbeta, dy, x, mean, invstd, gamma, training):
@@ -252,9 +259,9 @@ def batchnorm_backward(dx, dgamma, dbeta, dy, x, mean, invstd, gamma, training):
     c1, c2, c3 = (np.empty(c * nl, x.dtype) for _ in range(3))
     g, _, has_g, _ = _flags(gamma, None, x.dtype)
     _expand_kernel(cm, mean, nl)
-    _grad_partials_kernel(psum, pdot, dy2, x2, cm, CHUNK_ROWS, TILE)
+    run(_grad_partials_kernel, x.size, psum, pdot, dy2, x2, cm, CHUNK_ROWS, TILE)
     csum, cdot = np.empty(c * nl), np.empty(c * nl)
-    _sum_chunks_kernel(csum, cdot, psum, pdot, MERGE_TILE)
-    _grad_combine_kernel(dgamma, dbeta, c1, c2, c3, csum, cdot, invstd, g, nl,
-                         float(n * nl), bool(training), has_g)
-    _grad_input_kernel(dx2, dy2, x2, cm, c1, c2, c3, CHUNK_ROWS)
+    run(_sum_chunks_kernel, psum.size, csum, cdot, psum, pdot, MERGE_TILE)
+    run(_grad_combine_kernel, c * nl, dgamma, dbeta, c1, c2, c3, csum, cdot, invstd, g, nl,
+        float(n * nl), bool(training), has_g)
+    run(_grad_input_kernel, x.size, dx2, dy2, x2, cm, c1, c2, c3, CHUNK_ROWS)

@@ -7,20 +7,22 @@ training kernels: `batchnorm_stats` is the statistics half of batchnorm_forward_
 whole batch's (mean, M2, count) enter that kernel's per-channel combine as one column of
 `count` rows. The per-channel merges are batchnorm.py's (_merge_columns, _sum_columns; the
 merge formula is kernels/common/batchnorm.py's); cpu/jit.py keys the disk cache on every
-kernels/cpu and kernels/common source, so inlining them from there cannot go stale.
+kernels/cpu and kernels/common source, so inlining them from there cannot go stale. Like every
+CPU kernel, each runs in parallel from batchnorm.PARALLEL_MIN elements of work, else as its
+serial twin (cpu/jit.py `run`).
 """
 import numpy as np
 from numba import prange
 
-from .batchnorm import (CHUNK_ROWS, MERGE_TILE, TILE, _expand_kernel, _flags,
+from .batchnorm import (CHUNK_ROWS, MERGE_TILE, PARALLEL_MIN, TILE, _expand_kernel, _flags,
                         _grad_combine_kernel, _grad_input_kernel, _grad_partials_kernel,
                         _merge_chunks_kernel, _merge_columns, _normalize_kernel,
                         _stats_combine_kernel, _stats_partials_kernel, _sum_chunks_kernel,
                         _sum_columns)
-from .jit import kernel
+from .jit import kernel, run
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN)
 def _channel_stats_kernel(mean, m2, cmean, cm2, n, nl):
     """mean, m2 (C,) float64 <- per channel its L columns' (mean, M2) over n > 0 rows, merged
     as in batchnorm._stats_combine_kernel."""
@@ -28,7 +30,7 @@ def _channel_stats_kernel(mean, m2, cmean, cm2, n, nl):
         _, mean[c], m2[c] = _merge_columns(cmean, cm2, c, nl, n)
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN)
 def _channel_sums_kernel(dsum, ddot, csum, cdot, nl):
     """dsum, ddot (C,) <- per channel its L columns' sums, in l order."""
     for c in prange(dsum.size):
@@ -53,10 +55,10 @@ def batchnorm_stats(mean, m2, x):
         return
     nch = (n + CHUNK_ROWS - 1) // CHUNK_ROWS
     pmean, pm2 = np.empty((nch, c * nl)), np.empty((nch, c * nl))
-    _stats_partials_kernel(pmean, pm2, x.reshape(n, c * nl), CHUNK_ROWS, TILE)
+    run(_stats_partials_kernel, x.size, pmean, pm2, x.reshape(n, c * nl), CHUNK_ROWS, TILE)
     cmean, cm2 = np.empty(c * nl), np.empty(c * nl)
-    _merge_chunks_kernel(cmean, cm2, pmean, pm2, n, CHUNK_ROWS, MERGE_TILE)
-    _channel_stats_kernel(mean, m2, cmean, cm2, float(n), nl)
+    run(_merge_chunks_kernel, pmean.size, cmean, cm2, pmean, pm2, n, CHUNK_ROWS, MERGE_TILE)
+    run(_channel_stats_kernel, c * nl, mean, m2, cmean, cm2, float(n), nl)
 
 
 def batchnorm_forward_stats(y, mean, invstd, running_mean, running_var, x, gamma, beta,
@@ -70,10 +72,11 @@ def batchnorm_forward_stats(y, mean, invstd, running_mean, running_var, x, gamma
     rm = running_mean if update else np.empty(0, x.dtype)
     rv = running_var if update else np.empty(0, x.dtype)
     # one "column" of `count` rows per channel: the combine's merge then returns (smean, sm2)
-    _stats_combine_kernel(mean, invstd, rm, rv, cm, cs, cb, smean, sm2, g, b, float(count), 1,
-                          float(eps), float(momentum), update, has_g, has_b)
+    run(_stats_combine_kernel, c, mean, invstd, rm, rv, cm, cs, cb, smean, sm2, g, b,
+        float(count), 1, float(eps), float(momentum), update, has_g, has_b)
     cm, cs, cb = (_columns(v, nl, x.dtype) for v in (cm, cs, cb))
-    _normalize_kernel(y.reshape(n, c * nl), x.reshape(n, c * nl), cm, cs, cb, CHUNK_ROWS)
+    run(_normalize_kernel, x.size, y.reshape(n, c * nl), x.reshape(n, c * nl), cm, cs, cb,
+        CHUNK_ROWS)
 
 
 def batchnorm_grad_sums(dsum, ddot, dy, x, mean):
@@ -83,11 +86,11 @@ def batchnorm_grad_sums(dsum, ddot, dy, x, mean):
     psum, pdot = np.empty((nch, c * nl)), np.empty((nch, c * nl))
     cm = np.empty(c * nl, x.dtype)
     _expand_kernel(cm, mean, nl)
-    _grad_partials_kernel(psum, pdot, dy.reshape(n, c * nl), x.reshape(n, c * nl), cm,
-                          CHUNK_ROWS, TILE)
+    run(_grad_partials_kernel, x.size, psum, pdot, dy.reshape(n, c * nl), x.reshape(n, c * nl),
+        cm, CHUNK_ROWS, TILE)
     csum, cdot = np.empty(c * nl), np.empty(c * nl)
-    _sum_chunks_kernel(csum, cdot, psum, pdot, MERGE_TILE)
-    _channel_sums_kernel(dsum, ddot, csum, cdot, nl)
+    run(_sum_chunks_kernel, psum.size, csum, cdot, psum, pdot, MERGE_TILE)
+    run(_channel_sums_kernel, c * nl, dsum, ddot, csum, cdot, nl)
 
 
 def batchnorm_backward_sums(dx, dgamma, dbeta, dy, x, mean, invstd, gamma, gsum, gdot, count):
@@ -96,10 +99,10 @@ def batchnorm_backward_sums(dx, dgamma, dbeta, dy, x, mean, invstd, gamma, gsum,
     n, c, nl = x.shape
     c1, c2, c3 = (np.empty(c, x.dtype) for _ in range(3))
     g, _, has_g, _ = _flags(gamma, None, x.dtype)
-    _grad_combine_kernel(dgamma, dbeta, c1, c2, c3, gsum, gdot, invstd, g, 1, float(count),
-                         True, has_g)
+    run(_grad_combine_kernel, c, dgamma, dbeta, c1, c2, c3, gsum, gdot, invstd, g, 1,
+        float(count), True, has_g)
     cm = np.empty(c * nl, x.dtype)
     _expand_kernel(cm, mean, nl)
     c1, c2, c3 = (_columns(v, nl, x.dtype) for v in (c1, c2, c3))
-    _grad_input_kernel(dx.reshape(n, c * nl), dy.reshape(n, c * nl), x.reshape(n, c * nl),
-                       cm, c1, c2, c3, CHUNK_ROWS)
+    run(_grad_input_kernel, x.size, dx.reshape(n, c * nl), dy.reshape(n, c * nl),
+        x.reshape(n, c * nl), cm, c1, c2, c3, CHUNK_ROWS)

@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..common import dropout as common
-from .jit import kernel, serial_twin
+from .jit import kernel, run
 
 CHUNK = 1024  # elements per chunk: 256 Philox blocks, 128 mask bytes
 PACK = np.uint64(0x0102040810204080)  # gathers 8 little-endian 0/1 bytes into the top byte
@@ -136,61 +136,59 @@ def _backward_chunk(c, dx, dy, mask, divisor):
     _scale(dx[e0:e0 + m], dy[e0:e0 + m], keep64.view(np.uint8), divisor)
 
 
-# Each kernel twice: over chunks in parallel, and its serial twin (the same function built with
-# parallel=False, cpu/jit.py) for calls below PARALLEL_MIN elements, where waking the thread
-# pool costs more than it saves (far more on a busy machine).
-PARALLEL_MIN = 32768
+# Each kernel runs over chunks in parallel from PARALLEL_MIN elements, else as its serial twin
+# (the same function built with parallel=False, cpu/jit.py), which wakes no thread pool.
+# Measured (benchmarks/test_threads.py thresholds, README "Using fusedops inside your
+# program"): from 16K elements the parallel forward beats the twin by 1.6x on the fastest calls
+# (2.9x at 32K, 7-25x from 1M to 4M; 2-core VM, 2026-11-29). Part
+# of that is the twin's own slowness: its Philox loop runs ~2.5x (16K) to ~5x (1M) slower than
+# the same body inside the parallel kernel's gufunc on one thread, a Numba codegen difference
+# not found yet.
+PARALLEL_MIN = 16384
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN)
 def _forward_par(y, mask, x, k0, k1, o0, o1, t32, allk, divisor, sb, r):
     for c in prange((x.size + CHUNK - 1) // CHUNK):
         _forward_chunk(c, y, mask, x, k0, k1, o0, o1, t32, allk, divisor, sb, r)
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN)
 def _mask_par(mask, n, k0, k1, o0, o1, t32, allk, sb, r):
     for c in prange((n + CHUNK - 1) // CHUNK):
         _mask_chunk(c, mask, n, k0, k1, o0, o1, t32, allk, sb, r)
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN)
 def _backward_par(dx, dy, mask, divisor):
     for c in prange((dy.size + CHUNK - 1) // CHUNK):
         _backward_chunk(c, dx, dy, mask, divisor)
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN)
 def _scale_par(y, x, s):
     for i in prange(x.size):
         y[i] = s * x[i]
 
 
-_forward_ser, _mask_ser = serial_twin(_forward_par), serial_twin(_mask_par)
-_backward_ser, _scale_ser = serial_twin(_backward_par), serial_twin(_scale_par)
-
-
 def dropout_forward(y, mask, x, seed, offset, threshold, divisor, start=0):
     """y (n,) = x (n,) * keep / divisor; mask (ceil(n/8),) uint8 or None <- packed keep;
     element j draws stream index start + j."""
-    run = _forward_par if x.size >= PARALLEL_MIN else _forward_ser
-    run(y, mask, x, *common.key_words(seed, offset, threshold), x.dtype.type(divisor),
-        *common.start_words(start))
+    run(_forward_par, x.size, y, mask, x, *common.key_words(seed, offset, threshold),
+        x.dtype.type(divisor), *common.start_words(start))
 
 
 def dropout_mask(mask, n, seed, offset, threshold, start=0):
     """mask (ceil(n/8),) uint8 <- packed keep bits of n elements from stream index start."""
-    run = _mask_par if n >= PARALLEL_MIN else _mask_ser
-    run(mask, int(n), *common.key_words(seed, offset, threshold), *common.start_words(start))
+    run(_mask_par, n, mask, int(n), *common.key_words(seed, offset, threshold),
+        *common.start_words(start))
 
 
 def dropout_backward(dx, dy, mask, divisor):
     """dx (n,) = dy (n,) * keep / divisor, keep unpacked from mask (ceil(n/8),) uint8."""
-    run = _backward_par if dy.size >= PARALLEL_MIN else _backward_ser
-    run(dx, dy, mask, dy.dtype.type(divisor))
+    run(_backward_par, dy.size, dx, dy, mask, dy.dtype.type(divisor))
 
 
 def dropout_scale(y, x, scale):
     """y (n,) = scale * x (n,): eval mode."""
-    run = _scale_par if x.size >= PARALLEL_MIN else _scale_ser
-    run(y, x, x.dtype.type(scale))
+    run(_scale_par, x.size, y, x, x.dtype.type(scale))

@@ -25,13 +25,18 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from ..common import lowbit as common
-from .jit import kernel
+from .jit import kernel, run
 from .philox import philox4x32_10
 
 BLOCK = common.BLOCK
 _EXP = common.EXP
 CHUNK_BLOCKS = 16  # blocks per parallel task: the three 1 KiB buffers are allocated per task
-_JIT = dict(error_model="numpy")
+# Elements from which a kernel runs in parallel, else as its serial twin (cpu/jit.py).
+# Measured as optim.PARALLEL_MIN (same benchmark, same VM): the 8-bit Adam step paid
+# 1.06-1.15x from 64K to 1M in one sweep, 0.95-1.01x at 2M and 4M in the next: no size paid
+# in both, so parallel from 4M like the plain steps.
+PARALLEL_MIN = 1 << 22
+_JIT = dict(error_model="numpy", parallel_min=PARALLEL_MIN)
 
 
 @intrinsic
@@ -343,33 +348,33 @@ def adam_lowbit(p, w32, m, ms, v, vs, g, step_size, b1, omb1, b2, omb2, inv_c2, 
                 decay, l2, l1, pfmt, sfmt, seed, step, stream, sr):
     """p, g (n,) float32 or uint16 bits (pfmt); w32 (n,) or None; m, v (n,) float32, uint16 or
     uint8 codes with ms, vs (ceil(n/256),) scales: one Adam step (reference.adam_lowbit)."""
-    _adam_kernel(*param_slots(p, pfmt), w32, *state_slots(m), ms, *state_slots(v), vs,
-                 *param_slots(g, pfmt), p.size,
-                 *_f32(step_size, b1, omb1, b2, omb2, inv_c2, eps_in, eps_out, decay),
-                 regularization(l2, l1), rounding_words(seed, step, stream, sr))
+    run(_adam_kernel, p.size, *param_slots(p, pfmt), w32, *state_slots(m), ms, *state_slots(v),
+        vs, *param_slots(g, pfmt), p.size,
+        *_f32(step_size, b1, omb1, b2, omb2, inv_c2, eps_in, eps_out, decay),
+        regularization(l2, l1), rounding_words(seed, step, stream, sr))
 
 
 def sgd_lowbit(p, w32, h, hs, g, lr, beta, cg, ch, l2, l1, pfmt, sfmt, seed, step, stream, sr):
     """One SGD step on low-bit state (reference.sgd_lowbit); h None without momentum."""
-    _sgd_kernel(*param_slots(p, pfmt), w32, *state_slots(h), hs, *param_slots(g, pfmt), p.size,
-                *_f32(lr, beta, cg, ch), regularization(l2, l1),
-                rounding_words(seed, step, stream, sr))
+    run(_sgd_kernel, p.size, *param_slots(p, pfmt), w32, *state_slots(h), hs,
+        *param_slots(g, pfmt), p.size, *_f32(lr, beta, cg, ch), regularization(l2, l1),
+        rounding_words(seed, step, stream, sr))
 
 
 def rmsprop_lowbit(p, w32, s, ss, h, hs, ga, gas, g, lr, alpha, oma, eps_in, eps_out, beta, l2,
                    l1, pfmt, sfmt, seed, step, stream, sr):
     """One RMSprop step on low-bit state (reference.rmsprop_lowbit)."""
-    _rmsprop_kernel(*param_slots(p, pfmt), w32, *state_slots(s), ss, *state_slots(h), hs,
-                    *state_slots(ga), gas, *param_slots(g, pfmt), p.size,
-                    *_f32(lr, alpha, oma, eps_in, eps_out, beta), regularization(l2, l1),
-                    rounding_words(seed, step, stream, sr))
+    run(_rmsprop_kernel, p.size, *param_slots(p, pfmt), w32, *state_slots(s), ss,
+        *state_slots(h), hs, *state_slots(ga), gas, *param_slots(g, pfmt), p.size,
+        *_f32(lr, alpha, oma, eps_in, eps_out, beta), regularization(l2, l1),
+        rounding_words(seed, step, stream, sr))
 
 
 def quantize_blocks(codes, scales, x, signed):
     """codes (n,) uint8, scales (ceil(n/256),) float32 <- 8-bit blockwise codes of x (n,) float32."""
-    _quantize_kernel(codes, scales, x, x.size, bool(signed))
+    run(_quantize_kernel, x.size, codes, scales, x, x.size, bool(signed))
 
 
 def dequantize_blocks(out, codes, scales, signed):
     """out (n,) float32 <- values of codes (n,) with scales (ceil(n/256),)."""
-    _dequantize_kernel(out, codes, scales, codes.size, bool(signed))
+    run(_dequantize_kernel, codes.size, out, codes, scales, codes.size, bool(signed))

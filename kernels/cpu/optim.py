@@ -8,9 +8,13 @@ and cast them to the arrays' dtype so no float64 promotion reaches a float32 loo
 Why the options:
 - error_model="numpy": Python's error model checks every division for zero, a branch that keeps
   LLVM from vectorizing the loop.
-- fastmath without "nnan"/"ninf": contraction, reciprocal and reassociation are fine for an
-  update whose reference tolerance is a few ulps, but NaN and Inf must keep their IEEE meaning
-  (AMSGrad's max, and a NaN gradient must poison the parameter, not vanish).
+- no fastmath: with "contract" / "reassoc" LLVM may fuse or reorder differently when the same
+  kernel is compiled in-process and when it is loaded from Numba's cache, and a resumed run
+  would not continue bit for bit (cpu/jit.py). The loops vectorize without it (vdivps,
+  vsqrtps; checked with inspect_asm), a memory-bound step is as fast (serial Adam, 8M fp32:
+  9.0 ms with the old flags, 9.2 ms without) and one in cache ~12% slower (16K: 8.9 vs
+  10.1 us), next to a call's ~10 us of validation.
+- run() picks the serial twin below PARALLEL_MIN elements (cpu/jit.py).
 - Optional buffers (momentum, centered average, AMSGrad's max) are None or an array: Numba
   compiles one specialization per combination and prunes the `is None` branches, so each
   inner loop is branch-free. Boolean options become arithmetic (eps_in/eps_out, cg/ch).
@@ -20,10 +24,17 @@ import math
 from numba import njit, prange
 
 from ..common import optim as common
-from .jit import kernel
+from .jit import kernel, run
 
-_FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
-_JIT = dict(fastmath=_FASTMATH, error_model="numpy")
+# From this many elements a step runs in parallel; below, its serial twin wakes no thread pool.
+# Measured by benchmarks/test_threads.py thresholds (the smallest size from which parallel is
+# >= 1.1x faster at every larger size; README "Using fusedops inside your program"): on the
+# shared 2-core VM (load ~4, 2026-11-29, TBB layer) a second thread paid for SGD and Adam at no
+# size from 4K to 4M elements (0.8-1.0x: TBB's launch costs ~5 us and the other core is busy),
+# so steps run in parallel from 4M. A quiet machine should cross over far lower: re-run the
+# benchmark there and set this from its output (csrc/threads.h likewise for C).
+PARALLEL_MIN = 1 << 22
+_JIT = dict(error_model="numpy", parallel_min=PARALLEL_MIN)
 
 _b = common.build(njit(inline="always"))
 _sgd_at, _adagrad_at, _rmsprop_at, _adam_at = _b.sgd_at, _b.adagrad_at, _b.rmsprop_at, _b.adam_at
@@ -55,7 +66,7 @@ def _adam_kernel(w, m, v, vmax, g, step_size, b1, omb1, b2, omb2, inv_c2, eps_in
                  decay, l2, l1, zero)
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN)
 def _nonfinite_kernel(g):
     bad = 0
     for i in prange(g.size):
@@ -65,27 +76,28 @@ def _nonfinite_kernel(g):
 
 def sgd_update(w, h, g, lr, momentum, nesterov, l2, l1):
     """w (n,), h (n,) or None, g (n,): one SGD step (see reference.sgd_update)."""
-    _sgd_kernel(w, h, g, *common.sgd_constants(w.dtype.type, lr, momentum, nesterov, l2, l1))
+    run(_sgd_kernel, w.size, w, h, g, *common.sgd_constants(
+        w.dtype.type, lr, momentum, nesterov, l2, l1))
 
 
 def adagrad_update(w, s, g, lr, eps, eps_inside_sqrt, l2, l1):
     """w (n,), s (n,), g (n,): one AdaGrad step."""
-    _adagrad_kernel(w, s, g, *common.adagrad_constants(w.dtype.type, lr, eps, eps_inside_sqrt,
-                                                       l2, l1))
+    run(_adagrad_kernel, w.size, w, s, g, *common.adagrad_constants(
+        w.dtype.type, lr, eps, eps_inside_sqrt, l2, l1))
 
 
 def rmsprop_update(w, s, h, ga, g, lr, alpha, eps, eps_inside_sqrt, momentum, l2, l1):
     """w, s (n,); h, ga (n,) or None; g (n,): one RMSprop step."""
-    _rmsprop_kernel(w, s, h, ga, g, *common.rmsprop_constants(
+    run(_rmsprop_kernel, w.size, w, s, h, ga, g, *common.rmsprop_constants(
         w.dtype.type, lr, alpha, eps, eps_inside_sqrt, momentum, l2, l1))
 
 
 def adam_update(w, m, v, vmax, g, lr, beta1, beta2, eps, eps_inside_sqrt, decay, l2, l1, c1, c2):
     """w, m, v (n,); vmax (n,) or None; g (n,): one Adam / AdamW / AMSGrad step."""
-    _adam_kernel(w, m, v, vmax, g, *common.adam_constants(
+    run(_adam_kernel, w.size, w, m, v, vmax, g, *common.adam_constants(
         w.dtype.type, lr, beta1, beta2, eps, eps_inside_sqrt, decay, l2, l1, c1, c2))
 
 
 def nonfinite_count(count, g):
     """count (1,) int64 += the number of NaN/Inf entries of g (n,)."""
-    count[0] += _nonfinite_kernel(g)
+    count[0] += run(_nonfinite_kernel, g.size, g)

@@ -1,17 +1,23 @@
 """Bandwidth probe (STREAM copy and triad) for the Numba CPU backend.
 
-No fastmath: triad must round s*c and the add separately to match NumPy bit for bit.
+No fastmath: triad must round s*c and the add separately to match NumPy bit for bit. The probe
+measures sizes far beyond the last-level cache, where it always runs in parallel; small calls
+run the serial twin like every other kernel (PARALLEL_MIN, as for the optimizer steps, which
+are the same kind of memory-bound stream).
 """
-from numba import njit, prange
+from numba import prange
+
+from .jit import kernel, run
+from .optim import PARALLEL_MIN
 
 
-@njit(parallel=True, cache=True)
+@kernel(parallel_min=PARALLEL_MIN)
 def _copy_kernel(dst, src):
     for i in prange(src.size):
         dst[i] = src[i]
 
 
-@njit(parallel=True, cache=True)
+@kernel(parallel_min=PARALLEL_MIN)
 def _triad_kernel(a, b, c, s):
     for i in prange(a.size):
         a[i] = b[i] + s * c[i]
@@ -19,9 +25,9 @@ def _triad_kernel(a, b, c, s):
 
 def stream_copy(dst, src):
     """dst (n,) <- src (n,)."""
-    _copy_kernel(dst, src)
+    run(_copy_kernel, src.size, dst, src)
 
 
 def stream_triad(a, b, c, scalar):
     """a (n,) <- b (n,) + scalar * c (n,); scalar is cast to the arrays' dtype."""
-    _triad_kernel(a, b, c, a.dtype.type(scalar))
+    run(_triad_kernel, a.size, a, b, c, a.dtype.type(scalar))

@@ -3,7 +3,7 @@
 Backends: "numpy" (reference/), "numba" (kernels/cpu), "c" (csrc via cffi), "cuda"
 (kernels/cuda). The default is "cuda" when any array argument lives on a GPU (exposes
 ``__cuda_array_interface__``), else "numba"; ``FUSEDOPS_BACKEND`` overrides the default.
-``set_num_threads`` sets the threads of both CPU backends.
+``set_num_threads`` sets the threads of both CPU backends, process-wide (fusedops._threads).
 
 Argument checks live in fusedops.checks, array kinds (host / device / simulator) in
 fusedops._arrays.
@@ -128,8 +128,12 @@ def resolve_backend(backend, *arrays) -> str:
     return name
 
 
+@functools.lru_cache(maxsize=None)
 def cpu_module(family: str):
-    """kernels/cpu/<family>.py."""
+    """kernels/cpu/<family>.py; first fusedops._threads, which sets how their parallel kernels
+    run in this process (the fork handler, the threading layer's set-up)."""
+    from . import _threads  # noqa: F401
+
     return importlib.import_module(f"fusedops.kernels.cpu.{family}")
 
 
@@ -149,22 +153,17 @@ def threads_per_block() -> int:
 
 # --------------------------------------------------------------------------- threads
 
-def set_num_threads(n: int) -> None:
-    """Set the threads of both CPU backends (Numba's parallel loops and the OpenMP C code)."""
-    import numba
+def set_num_threads(n) -> None:
+    """Threads of both CPU backends (Numba's parallel loops and the C kernels' pool), for calls
+    from every Python thread of the process; n=None returns to the defaults. It changes no
+    setting of Numba or OpenMP for code outside fusedops (fusedops._threads)."""
+    from ._threads import set_num_threads as _set
 
-    limit = numba.config.NUMBA_NUM_THREADS
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= limit:
-        raise ValueError(f"n must be an integer in [1, {limit}]; got {n!r}")
-    numba.set_num_threads(int(n))
-    if _probe("c") is None:
-        from ._c import lib
-
-        lib.fo_set_num_threads(int(n))
+    _set(n)
 
 
 def get_num_threads() -> int:
-    """Threads used by the CPU backends."""
-    import numba
+    """Threads a parallel CPU kernel called from this thread uses."""
+    from ._threads import get_num_threads as _get
 
-    return numba.get_num_threads()
+    return _get()

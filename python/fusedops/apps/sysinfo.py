@@ -168,8 +168,6 @@ def _cuda_device() -> dict | None:
 
 def info(*, probe_bandwidth: bool = True, repeat: int = 5) -> dict:
     """Everything `fusedops info` prints, as a dict."""
-    import numba
-
     avail = available_backends()
     out = {
         "versions": {name: _version(dist) for name, dist in (
@@ -207,13 +205,10 @@ def info(*, probe_bandwidth: bool = True, repeat: int = 5) -> dict:
         cpu = [results[b]["copy"] for b in ("numba", "c") if b in results]
         if cpu:  # what benchmarks divide by (see reference_bandwidth)
             out["probe"]["reference_gbps_cpu"] = round(max(cpu) * WRITE_ALLOCATE_FACTOR["cpu"], 2)
-    else:
-        _touch_parallel_kernel()
-    try:
-        out["cpu"]["numba_threading_layer"] = numba.threading_layer()
-    except ValueError:
-        _touch_parallel_kernel()
-        out["cpu"]["numba_threading_layer"] = numba.threading_layer()
+    from .._threads import numba_layer, tbb_library
+
+    out["cpu"]["numba_threading_layer"] = numba_layer()  # starts Numba's pool if need be
+    out["cpu"]["tbb_wheel"] = tbb_library() is not None
     return out
 
 
@@ -231,13 +226,6 @@ def _cuda_probe_elements() -> int:
     return int(min(1 << 28, free // 16))  # 1 GiB fp32 arrays, or what fits three times over
 
 
-def _touch_parallel_kernel():
-    from .. import ops
-
-    a = np.zeros(8, np.float32)
-    ops.stream_copy(a, a.copy(), backend="numba")
-
-
 def format_info(d: dict) -> str:
     """Human-readable rendering of info()."""
     lines = ["fusedops " + str(d["versions"].get("fusedops")),
@@ -245,8 +233,10 @@ def format_info(d: dict) -> str:
              f"cpu: {d['cpu']['model']}, {d['cpu']['cores']} cores, {d['cpu']['threads']} threads, "
              f"last-level cache {d['cpu']['last_level_cache_bytes'] >> 20} MiB, numba threading layer "
              f"{d['cpu'].get('numba_threading_layer')}"]
+    if d["cpu"].get("numba_threading_layer") == "omp" and not d["cpu"].get("tbb_wheel"):
+        lines[-1] += " (pip install 'fusedops[tbb]': idle threads that yield, fork-safe)"
     c = d["c"]
-    lines.append(f"c: {c['compiler']}; flags {c['flags']}; {c['threads']} OpenMP threads" if c
+    lines.append(f"c: {c['compiler']}; flags {c['flags']}; {c['threads']} threads (its own pool)" if c
                  else f"c: {d['backends']['c']}")
     if c:
         simd = c["simd"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 
-from ..backends import get_num_threads, set_num_threads
+from .._threads import set_num_threads, thread_setting
 from ..checks import check_int
 
 __all__ = ["limit_threads", "auto_threads", "SMALL_MODEL_PARAMS"]
@@ -37,7 +37,7 @@ def limit_threads(n):
     if n is None:
         yield
         return
-    before = get_num_threads()
+    before = thread_setting()
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # optional: then only the fusedops kernels are limited
