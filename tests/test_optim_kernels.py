@@ -125,7 +125,7 @@ def test_cuda_kernels_compile_for_sm90(dtype_name):
     T = getattr(types, dtype_name)
     arr, none = T[::1], types.none
     sigs = [(K._adam_kernel, (arr, arr, arr, vm, arr) + (T,) * 12) for vm in (none, arr)]
-    sigs += [(K._sgd_kernel, (arr, h, arr) + (T,) * 7) for h in (none, arr)]
+    sigs += [(K._sgd_kernel, (arr, h, arr, T, T, types.boolean, T, T, T)) for h in (none, arr)]
     sigs += [(K._adagrad_kernel, (arr, arr, arr) + (T,) * 6)]
     sigs += [(K._rmsprop_kernel, (arr, arr, h, ga, arr) + (T,) * 9) for h in (none, arr) for ga in (none, arr)]
     sigs += [(K._nonfinite_kernel, (types.int64[::1], arr))]

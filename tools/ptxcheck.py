@@ -34,7 +34,7 @@ def _signatures():
         m = T.uint8[::1]
         words = (u64, u64, u64, u64, u64, i64)
         for h in (none, a):
-            yield f"sgd.{ft}.{h}", O._sgd_kernel, (a, h, a, *(f,) * 7)
+            yield f"sgd.{ft}.{h}", O._sgd_kernel, (a, h, a, f, f, b, f, f, f)
             for ga in (none, a):
                 yield f"rmsprop.{ft}.{h}.{ga}", O._rmsprop_kernel, (a, a, h, ga, a, *(f,) * 9)
             yield f"adam.{ft}.{h}", O._adam_kernel, (a, a, a, h, a, *(f,) * 12)
