@@ -56,6 +56,13 @@ class Model:
         self.optimizer, self.optimizer_name = None, None
         self.epochs_trained = 0
 
+    @staticmethod
+    def param_count(config: dict) -> int | None:
+        """The number of parameters the constructor allocates for `config` (a saved model's
+        config), computed without allocating them; None when a subclass cannot tell (fusedops.nn.load
+        then checks each size in the config against the parameters the file holds instead)."""
+        return None
+
     # ------------------------------------------------------------------ parameters
     def parameters(self) -> list:
         """All parameters, in flat-buffer order (weights first, then biases / BN)."""
