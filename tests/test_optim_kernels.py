@@ -109,32 +109,3 @@ def test_cuda_nonfinite_count_grid_stride(monkeypatch):
     count = np.zeros(1, np.int64)
     count_nonfinite("cuda", [g], count)
     assert count[0] == 5
-
-
-@pytest.mark.skipif(SIM, reason="the simulator does not compile kernels")
-@pytest.mark.parametrize("dtype_name", ["float32", "float64"])
-def test_cuda_kernels_compile_for_sm90(dtype_name):
-    """The CUDA kernels type and lower for a real GPU (no device needed, only NVVM), in their
-    own precision: no float64 arithmetic in a float32 kernel."""
-    from numba import cuda, types
-
-    if not hasattr(cuda, "compile_ptx"):
-        pytest.skip("numba.cuda.compile_ptx is not available")
-    from fusedops.kernels.cuda import optim as K
-
-    T = getattr(types, dtype_name)
-    arr, none = T[::1], types.none
-    sigs = [(K._adam_kernel, (arr, arr, arr, vm, arr) + (T,) * 12) for vm in (none, arr)]
-    sigs += [(K._sgd_kernel, (arr, h, arr, T, T, types.boolean, T, T, T)) for h in (none, arr)]
-    sigs += [(K._adagrad_kernel, (arr, arr, arr) + (T,) * 6)]
-    sigs += [(K._rmsprop_kernel, (arr, arr, h, ga, arr) + (T,) * 9) for h in (none, arr) for ga in (none, arr)]
-    sigs += [(K._nonfinite_kernel, (types.int64[::1], arr))]
-    for kernel, sig in sigs:
-        try:
-            ptx, _ = cuda.compile_ptx(kernel.py_func, sig, device=False, cc=(9, 0))
-        except Exception as exc:  # no NVVM/NVRTC libraries on this machine
-            if "libnvvm" in str(exc) or "nvrtc" in str(exc).lower() or "NVVM" in str(exc):
-                pytest.skip(f"CUDA compiler libraries unavailable: {exc}")
-            raise
-        if dtype_name == "float32":
-            assert ".f64" not in ptx, kernel.py_func.__name__
