@@ -163,7 +163,7 @@ def main(argv=None):
     ap.add_argument("--out", default=".mutate", help="working and report folder")
     args = ap.parse_args(argv)
     out = (ROOT / args.out).resolve()
-    out.mkdir(exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     todo = []
     for f in args.files:
         if f not in MAP:

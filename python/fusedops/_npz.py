@@ -38,8 +38,9 @@ class Archive:
     """An open .npz archive whose members' headers have all been checked; use as a context
     manager. `members` maps name -> Member; `read(name)` returns the array."""
 
-    def __init__(self, path, what="file"):
-        self.path = os.fspath(path) if not hasattr(path, "read") else getattr(path, "name", what)
+    def __init__(self, path):
+        self.path = (os.fspath(path) if not hasattr(path, "read")
+                     else getattr(path, "name", None) or f"<{type(path).__name__}>")
         try:
             self._zip = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:

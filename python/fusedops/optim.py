@@ -33,6 +33,8 @@ from .ops import optim as _ops
 
 __all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "flatten"]
 
+PLAN_CACHE = 4
+
 
 def _is_param_object(p) -> bool:
     return not isinstance(p, np.ndarray) and hasattr(p, "data") and hasattr(p, "grad")
@@ -66,6 +68,7 @@ class _Optimizer:
         for gi in range(len(self.param_groups)):
             self._group_scalars(gi, 1)  # validate the hyperparameters now
         self._plan_key, self._plan, self._plan_refs = None, None, None
+        self._plans = {}  # key -> (plan, refs): the last few plans, see _current_plan
 
     # ------------------------------------------------------------------ subclass hooks
     def _active(self, group) -> tuple:
@@ -127,7 +130,8 @@ class _Optimizer:
         """Restore hyperparameters and state from state_dict() (or np.load of its savez file).
         Everything is checked before anything changes."""
         _optim_state.load_state_dict(self, state_dict)
-        self._plan_key = None  # the plan refers to the old buffers
+        self._plan_key = None  # the plans refer to the old buffers
+        self._plans.clear()
 
     # ------------------------------------------------------------------ internals
     @staticmethod
@@ -167,12 +171,19 @@ class _Optimizer:
     def _current_plan(self, params, grads):
         """The launches of a step. Validating arrays, finding spans and checking overlaps cost
         more than a small model's step, so the plan is rebuilt only when an array object or a
-        hyperparameter changed (the arrays are kept referenced, so their ids stay theirs)."""
+        hyperparameter changed (the arrays are kept referenced, so their ids stay theirs). The
+        last PLAN_CACHE plans are kept: a loop that alternates between a few settings (the
+        per-batch weight decay of nn.fit's l2_per_batch, whose last batch is shorter) reuses
+        them instead of re-validating at every switch (~1 ms each)."""
         hyper = tuple(tuple((k, v) for k, v in g.items() if k != "params") for g in self.param_groups)
         key = (tuple(map(id, params)), tuple(map(id, grads)), hyper)
         if key != self._plan_key:
-            plan = self._build_plan(params, grads)  # raises before anything changes
-            self._plan_key, self._plan, self._plan_refs = key, plan, (params, grads)
+            if key not in self._plans:
+                plan = self._build_plan(params, grads)  # raises before anything changes
+                if len(self._plans) >= PLAN_CACHE:
+                    del self._plans[next(iter(self._plans))]  # the oldest
+                self._plans[key] = (plan, (params, grads))
+            self._plan_key, (self._plan, self._plan_refs) = key, self._plans[key]
         return self._plan
 
     def _build_plan(self, params, grads):

@@ -9,7 +9,7 @@ backpropagation by hand (no autograd), parameters in one flat buffer.
     model.score(Xte, yte)
 """
 from .autoencoder import Autoencoder
-from .activations import ACTIVATIONS, LeakyReLU, ReLU, Sigmoid, Tanh, make_activation
+from .activations import ACTIVATIONS, Identity, LeakyReLU, ReLU, Sigmoid, Tanh, make_activation
 from .fused_layers import BatchNorm1d, Dropout
 from .layers import Layer, Linear, Sequential
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
@@ -21,6 +21,6 @@ from .threads import limit_threads
 from .training import History
 
 __all__ = ["ACTIVATIONS", "Autoencoder", "BatchNorm1d", "BCEWithLogitsLoss", "CrossEntropyLoss",
-           "Dropout", "FlatParameters", "History", "Layer", "LeakyReLU", "Linear", "Loss", "MLP",
+           "Dropout", "FlatParameters", "History", "Identity", "Layer", "LeakyReLU", "Linear", "Loss", "MLP",
            "MSELoss", "Model", "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh", "TASKS", "load",
            "limit_threads", "make_activation", "save"]

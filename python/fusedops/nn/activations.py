@@ -4,7 +4,17 @@ from __future__ import annotations
 from ..checks import check_real
 from .layers import Layer
 
-__all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "ACTIVATIONS", "make_activation"]
+__all__ = ["Identity", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "ACTIVATIONS", "make_activation"]
+
+
+class Identity(Layer):
+    """f(x) = x: a linear hidden layer (a linear bottleneck; scikit-learn's "identity")."""
+
+    def forward(self, x):
+        return x
+
+    def backward(self, dy):
+        return dy
 
 
 class ReLU(Layer):
@@ -62,7 +72,8 @@ class Tanh(Layer):
         return dy * (1 - y * y)
 
 
-ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "sigmoid": Sigmoid, "tanh": Tanh}
+ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "sigmoid": Sigmoid, "tanh": Tanh,
+               "identity": Identity}
 
 
 def make_activation(name: str) -> Layer:

@@ -165,7 +165,7 @@ class Model:
     def fit(self, X, y=None, *, epochs: int, batch_size: int = 32, optimizer="adam", lr=None,
             l1: float = 0.0, l2: float = 0.0, validation_data=None, validation_split: float = 0.0,
             early_stopping: int | None = None, shuffle: bool = True, seed: int | None = None,
-            verbose: int = 0, threads: int | None = None):
+            verbose: int = 0, threads: int | None = None, l2_per_batch: float = 0.0, callback=None):
         """Train with mini-batches; returns a `History`.
 
         optimizer: "sgd" | "adagrad" | "rmsprop" | "adam" | "adamw" (lr defaults to 0.01 for
@@ -177,11 +177,15 @@ class Model:
         shuffled with `seed` (default: the model's) and the global epoch number, so fit(2) then
         fit(2) equals fit(4). verbose: 0 / False silent, 1 / True a tqdm bar (if installed), 2 a
         line per epoch. Host arrays in, only batches go to the device.
+        l2_per_batch: scikit-learn's `alpha` instead of l2: the penalty l2_per_batch/2*||W||^2 is
+        added to each batch's summed loss, i.e. weight decay l2_per_batch/n for a batch of n rows,
+        and the reported loss includes it. callback(model, history), called after each epoch
+        (after validation), stops training by returning True.
         """
         return _fit(self, X, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, l1=l1,
                     l2=l2, validation_data=validation_data, validation_split=validation_split,
                     early_stopping=early_stopping, shuffle=shuffle, seed=seed, verbose=verbose,
-                    threads=threads)
+                    threads=threads, l2_per_batch=l2_per_batch, callback=callback)
 
     # ------------------------------------------------------------------ inference
     def _forward_eval(self, X, fn=None):

@@ -49,7 +49,8 @@ def _encode(obj, arrays):
 
 
 def save(model, path) -> None:
-    """Write `model` to `path` (.npz; the suffix is added by NumPy when missing)."""
+    """Write `model` to `path` (.npz; the suffix is added by NumPy when missing) or to a binary
+    file object."""
     arrays = {"params": np.array(to_host(model.flat.data), copy=True)}
     opt = model.optimizer
     opt_meta = None
@@ -65,8 +66,8 @@ def save(model, path) -> None:
 
 
 def load(path, *, backend=None):
-    """The model saved at `path`. backend: where to run it (default: the saved backend when
-    it is available here, else fusedops' default).
+    """The model saved at `path` (or read from a binary file object). backend: where to run it
+    (default: the saved backend when it is available here, else fusedops' default).
 
     The file may come from anyone: every field is checked against an allow-list before it is
     used (nn/_model_file.py), sizes are checked against the arrays the file holds before
@@ -77,10 +78,10 @@ def load(path, *, backend=None):
     from ._model_file import FileCheck
     from .training import OPTIMIZERS
 
-    if not os.path.exists(path) and os.path.exists(str(path) + ".npz"):
+    if isinstance(path, (str, os.PathLike)) and not os.path.exists(path) and os.path.exists(str(path) + ".npz"):
         path = str(path) + ".npz"
     with Archive(path) as archive:
-        check = FileCheck(path, archive)
+        check = FileCheck(archive.path, archive)
         meta = check.meta()
         if meta["format"] != FORMAT:
             raise check.fail("format", f"unsupported {str(meta['format'])[:100]!r} (expected {FORMAT!r})")

@@ -126,8 +126,9 @@ def _split(model, X, y, validation_data, validation_split):
 
 def fit(model, X, y=None, *, epochs, batch_size=32, optimizer="adam", lr=None, l1=0.0, l2=0.0,
         validation_data=None, validation_split=0.0, early_stopping=None, shuffle=True, seed=None,
-        verbose=0, threads=None) -> History:
+        verbose=0, threads=None, l2_per_batch=0.0, callback=None) -> History:
     """Train `model` (see Model.fit for the arguments). Returns the History."""
+    l2_per_batch = _check_hooks(optimizer, l2, l2_per_batch, callback)
     epochs = check_int("epochs", epochs, lo=0)
     batch_size = check_int("batch_size", batch_size, lo=1)
     patience = None if early_stopping is None else check_int("early_stopping", early_stopping, lo=0)
@@ -139,12 +140,39 @@ def fit(model, X, y=None, *, epochs, batch_size=32, optimizer="adam", lr=None, l
     threads = auto_threads(model, threads)
     model.set_optimizer(optimizer, lr=lr, l1=l1, l2=l2)
     with limit_threads(threads):
-        return _loop(model, X, y, val, epochs, batch_size, patience, shuffle, seed, verbose)
+        return _loop(model, X, y, val, epochs, batch_size, patience, shuffle, seed, verbose,
+                     l2_per_batch, callback)
 
 
-def _loop(model, X, y, val, epochs, batch_size, patience, shuffle, seed, verbose):
+def _check_hooks(optimizer, l2, l2_per_batch, callback):
+    l2_per_batch = check_real("l2_per_batch", l2_per_batch, lo=0.0)
+    if l2_per_batch and l2:
+        raise ValueError("pass l2 (a fixed weight decay) or l2_per_batch, not both")
+    name = optimizer.lower() if isinstance(optimizer, str) else type(optimizer).__name__.lower()
+    if l2_per_batch and name == "adamw":
+        raise ValueError("l2_per_batch is a coupled L2 penalty; AdamW's weight decay is decoupled")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable (model, history) -> bool; got {type(callback).__name__}")
+    return l2_per_batch
+
+
+def _batch_l2(model, groups, l2, n):
+    """scikit-learn's `alpha`: the penalty l2/2*||W||^2 joins each batch's *summed* loss, so the
+    gradient of the mean loss gains (l2/n)*W, the fused step's weight decay for this batch, and
+    the batch loss gains l2/(2n)*||W||^2 (W before the step; the decayed weights lead the flat
+    buffer). Returns that term, on the device for cuda."""
+    for g in groups:
+        g["weight_decay"] = l2 / n  # a short last batch switches between two cached plans
+    w = model.flat.data[:model.flat.decay_size]
+    return (w @ w) * (0.5 * l2 / n)
+
+
+def _loop(model, X, y, val, epochs, batch_size, patience, shuffle, seed, verbose, l2_per_batch=0.0,
+          callback=None):
     xp, net, n = model.xp, model.net, len(X)
     hist, best, best_state, bar = History(), math.inf, None, _progress(verbose, epochs)
+    decayed = [g for g in model.optimizer.param_groups
+               if l2_per_batch and any(getattr(p, "decay", True) for p in g["params"])]
     try:
         for _ in range(epochs):
             t0 = time.perf_counter()
@@ -154,8 +182,9 @@ def _loop(model, X, y, val, epochs, batch_size, patience, shuffle, seed, verbose
             loss_sum, correct = 0.0, 0.0
             for idx in _batches(n, batch_size, order):
                 yb = xp.asarray(y[idx])
+                penalty = _batch_l2(model, decayed, l2_per_batch, len(idx)) if l2_per_batch else 0.0
                 loss, out = model._step(xp.asarray(X[idx]), yb)
-                loss_sum = loss_sum + loss * len(idx)  # stays on the device until the epoch ends
+                loss_sum = loss_sum + (loss + penalty) * len(idx)  # on the device until the epoch ends
                 if model.has_accuracy:
                     correct = correct + model._correct(out, yb)
             model.epochs_trained = epoch
@@ -170,12 +199,15 @@ def _loop(model, X, y, val, epochs, batch_size, patience, shuffle, seed, verbose
                     hist.val_accuracy.append(ev["accuracy"])
             hist.time.append(time.perf_counter() - t0)
             _report(hist, bar, verbose)
+            stop = callback is not None and bool(callback(model, hist))
             monitored = (hist.val_loss or hist.loss)[-1]
             if monitored < best:
                 best, hist.best_epoch = monitored, epoch
                 if patience is not None:
                     best_state = model._snapshot()
             elif patience is not None and epoch - hist.best_epoch > patience:
+                stop = True
+            if stop:
                 hist.stopped_epoch = epoch
                 break
     finally:
