@@ -6,7 +6,10 @@ Each worker owns a copy of the checkout under the output folder (the working tre
 touched): fusedops is imported from the copy (PYTHONPATH), the Numba cache lives in the copy,
 and for a C mutant only the mutated file is recompiled and the extension relinked (the cffi
 wrapper and the other objects are built once per worker). A mutant is killed when its tests
-fail or time out, and survives when they pass; survivors listed in tools/mutate_equivalent.txt
+fail, crash or time out, and survives when they pass. A C mutant whose object code is byte for
+byte the original's (a line in a branch the preprocessor drops on this CPU, a no-op the
+compiler folds away) is reported as equivalent without running tests. Survivors listed in
+tools/mutate_equivalent.txt
 (file:line: what | why) are reported as explained. The report (report.json, report.md) goes to
 the output folder. Mutation testing is not part of `make test`: a full run takes hours.
 """
@@ -79,8 +82,9 @@ class Worker:
                "-I", sysconfig.get_paths()["include"], "-c", str(src), "-o", str(obj)]
         subprocess.run(cmd, check=True, capture_output=True, cwd=self.dir)
 
-    def build_c(self, changed=None):
-        """Build (first call) or rebuild the extension after `changed` (a csrc path) changed."""
+    def build_c(self, changed=None, skip_if_same=False):
+        """Build (first call) or rebuild the extension after `changed` (a csrc path) changed;
+        False (and no relink) when skip_if_same and the objects equal the original's."""
         b = self.dir / "build_mutate"
         if self._objects is None:
             b.mkdir(exist_ok=True)
@@ -91,14 +95,19 @@ class Worker:
             self._objects = {s: b / (s.stem + ".o") for s in srcs}
             for s, o in self._objects.items():
                 self._cc(s, o)
+            self._pristine = {s: o.read_bytes() for s, o in self._objects.items()}
         elif changed is not None:
             targets = ([self.dir / changed] if changed.endswith(".c")
                        else list(self._objects))  # a header: everything that may include it
             for s in targets:
                 self._cc(s, self._objects[s])
+            if skip_if_same and all(o.read_bytes() == self._pristine[s]
+                                    for s, o in self._objects.items()):
+                return False  # the same machine code as the original: nothing to test
         so = self.dir / "python/fusedops" / ("_fusedops_c" + sysconfig.get_config_var("EXT_SUFFIX"))
         subprocess.run(["gcc", "-shared", "-fopenmp", *map(str, self._objects.values()), "-o", str(so)],
                        check=True, capture_output=True)
+        return True
 
     # ------------------------------------------------------------------ one mutant
     def run(self, m, timeout):
@@ -110,7 +119,8 @@ class Worker:
             target.write_text(m.source)
             if m.path.startswith("csrc/"):
                 try:
-                    self.build_c(m.path)
+                    if not self.build_c(m.path, skip_if_same=True):
+                        return "equivalent (same object code)", time.time() - t0
                 except subprocess.CalledProcessError:
                     return "killed (does not compile)", time.time() - t0
             cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
@@ -159,16 +169,21 @@ def main(argv=None):
     ap.add_argument("-j", type=int, default=2, help="parallel workers (default 2)")
     ap.add_argument("--files", nargs="*", default=list(MAP), help="sources to mutate")
     ap.add_argument("--limit", type=int, default=0, help="at most N mutants per file (evenly spaced)")
+    ap.add_argument("--match", default="", help="only mutants whose 'file:line: what' contains this")
     ap.add_argument("--timeout", type=int, default=900, help="seconds per mutant's tests")
     ap.add_argument("--out", default=".mutate", help="working and report folder")
+    ap.add_argument("--report-from", nargs="*", default=None, metavar="LOG",
+                    help="only write the report of earlier runs from their printed lines")
     args = ap.parse_args(argv)
     out = (ROOT / args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    if args.report_from is not None:
+        return report(_parse_logs(args.report_from), out)
     todo = []
     for f in args.files:
         if f not in MAP:
             ap.error(f"{f}: no tests mapped (tools/mutate.py MAP)")
-        ms = mutants(f, (ROOT / f).read_text())
+        ms = [m for m in mutants(f, (ROOT / f).read_text()) if args.match in m.key]
         if args.limit and len(ms) > args.limit:
             ms = [ms[round(i * (len(ms) - 1) / (args.limit - 1))] for i in range(args.limit)] \
                 if args.limit > 1 else ms[:1]
@@ -193,20 +208,36 @@ def main(argv=None):
     report(results, out)
 
 
+def _parse_logs(paths):
+    """The result lines a run printed ("<status> <seconds>s  <file>:<line>: <what>")."""
+    results = {}
+    for p in paths:
+        for line in Path(p).read_text().splitlines():
+            head, sep, key = line.partition("s  ")
+            if not sep or ":" not in key or not head.split():
+                continue
+            f, line_no, what = key.split(":", 2)
+            status, secs = head.rsplit(None, 1)
+            results[key] = {"file": f, "line": int(line_no), "what": what.strip(),
+                            "status": status.strip(), "seconds": float(secs)}
+    return list(results.values())
+
+
 def report(results, out):
     eq = _equivalent()
-    rows, lines = {}, ["| file | mutants | killed | survived | explained (equivalent) |",
-                       "| --- | --- | --- | --- | --- |"]
+    rows, lines = {}, ["| file | mutants | killed | same object code | survived | explained |",
+                       "| --- | --- | --- | --- | --- | --- |"]
     for r in results:
         key = f"{r['file']}:{r['line']}: {r['what']}"
         r["explained"] = eq.get(key)
-        c = rows.setdefault(r["file"], [0, 0, 0, 0])
+        c = rows.setdefault(r["file"], [0, 0, 0, 0, 0])
         c[0] += 1
         c[1] += r["status"].startswith("killed")
-        c[2] += r["status"] == "survived"
-        c[3] += r["status"] == "survived" and r["explained"] is not None
-    for f, (n, k, s, e) in sorted(rows.items()):
-        lines.append(f"| {f} | {n} | {k} | {s} | {e} |")
+        c[2] += r["status"].startswith("equivalent")
+        c[3] += r["status"] == "survived"
+        c[4] += r["status"] == "survived" and r["explained"] is not None
+    for f, (n, k, q, s, e) in sorted(rows.items()):
+        lines.append(f"| {f} | {n} | {k} | {q} | {s} | {e} |")
     lines += ["", "Survivors:"] + [
         f"- {r['file']}:{r['line']}: {r['what']}" + (f" — equivalent: {r['explained']}" if r["explained"] else " — UNEXPLAINED")
         for r in sorted(results, key=lambda r: (r["file"], r["line"])) if r["status"] == "survived"]

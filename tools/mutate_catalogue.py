@@ -74,7 +74,8 @@ def python_mutants(path: str, src: str) -> list[Mutant]:
     def add(node_line, a, b, text, what):
         if "no mutate" in lines[node_line - 1]:
             return
-        out.append(Mutant(path, node_line, what, src[:a] + text + src[b:]))
+        col = a - starts[node_line - 1] + 1
+        out.append(Mutant(path, node_line, f"{what} (col {col})", src[:a] + text + src[b:]))
 
     def between(left, right, token):
         """Offset of `token` in the source between two nodes (an operator's position)."""
