@@ -5,6 +5,7 @@
 #               (tools/mutate.py: hours; not part of make test). MUTATE_ARGS="--files csrc/optim.c"
 # make bench  - pytest-benchmark suites, results saved as JSON under .benchmarks/ (compare two
 #               runs with `make bench-compare`; FUSEDOPS_BENCH_SIZES=10000,1000000 for a quick run)
+# make bench-mpi - the MPI suite under mpiexec -n $(NP) (default 2): Allreduce GB/s, epochs on 1 and N ranks
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -18,14 +19,14 @@ TORCH_SPEC ?= torch==2.13.0
 DEMO_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: install test test-cpu test-cudasim demo bench bench-compare info clean mutate
+.PHONY: install test test-cpu test-cudasim demo bench bench-mpi bench-compare info clean mutate
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(STAMP): $(BIN)/python $(SOURCES)
-	$(BIN)/python -m pip install -q -e ".[test]" $(TORCH_SPEC)
+	$(BIN)/python -m pip install -q -e ".[test,mpi]" $(TORCH_SPEC)
 	touch $@
 
 install: $(STAMP)
@@ -50,6 +51,14 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-autosave \
 		--benchmark-group-by=group --benchmark-columns=median,iqr,min,rounds $(PYTEST_ARGS) $(BENCH_ARGS)
+
+# data parallelism over MPI (benchmarks/test_distributed.py): every rank runs the suite, rank 0
+# reports and saves; NP=4 make bench-mpi for more ranks
+NP ?= 2
+bench-mpi: $(STAMP)
+	$(BIN)/mpiexec -n $(NP) $(BIN)/python -m pytest benchmarks/test_distributed.py --benchmark-only \
+		--benchmark-autosave --benchmark-group-by=group --benchmark-columns=median,iqr,min,rounds \
+		$(PYTEST_ARGS) $(BENCH_ARGS)
 
 # the last two saved runs side by side (or: make bench-compare RUNS="0001 0003")
 RUNS ?=

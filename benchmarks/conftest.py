@@ -75,3 +75,33 @@ def run_benchmark(benchmark, fn, *, nbytes: int, on_gpu: bool = False, sync=None
         gbps = nbytes / stats.stats.median / 1e9
         benchmark.extra_info["gbps"] = round(gbps, 3)
         benchmark.extra_info["fraction_of_probe"] = round(gbps / probe_gbps(on_gpu), 3)
+
+
+def _mpi_rank() -> int:
+    """This process's rank when an MPI launcher started it (MPICH, Open MPI, PMIx), else 0."""
+    for var in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 0
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """Under mpiexec (benchmarks/test_distributed.py) every rank times the same calls, so that
+    the collectives match; only rank 0 reports and saves. Runs before pytest-benchmark reads
+    its options."""
+    if _mpi_rank() == 0:
+        return
+    for name, off in (("benchmark_autosave", False), ("benchmark_save", None),
+                      ("benchmark_json", None), ("benchmark_histogram", None)):
+        if hasattr(config.option, name):
+            setattr(config.option, name, off)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session):
+    """Ranks other than 0 run silently: rank 0's report is the one to read."""
+    if _mpi_rank() != 0:
+        reporter = session.config.pluginmanager.getplugin("terminalreporter")
+        if reporter is not None:
+            session.config.pluginmanager.unregister(reporter)

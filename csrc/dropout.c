@@ -6,7 +6,12 @@
  * Work is split into chunks of FO_CHUNK elements (a multiple of 8, so no two threads share a
  * mask byte). Each chunk's random words live in a stack buffer in L1, never in memory:
  * the Philox loop over independent counters vectorizes, then plain loops compare, scale
- * and pack. The result does not depend on the number of threads. */
+ * and pack. The result does not depend on the number of threads.
+ *
+ * `start` (the last argument) is the stream index of element 0: element i draws the bit of
+ * index start + i, so a slice of a larger array gets the bits it has there. A chunk then
+ * starts at word r = start % 4 of block (start + e0) / 4; r = 0 keeps the vectorized
+ * whole-block paths, r > 0 generates the chunk's m + r words and skips the first r. */
 #include "fusedops.h"
 #include "philox.h"
 #include <string.h>
@@ -77,19 +82,22 @@ static inline int keep_fill_x16(uint8_t *restrict keep, int64_t blk0, int nblk, 
 }
 #endif
 
+/* keep[0 .. m) for stream indices start + e0 .. (e0 a multiple of FO_CHUNK, so of 4). */
 static inline void chunk_keep(uint8_t *restrict keep, int64_t e0, int m, uint64_t seed,
-                              uint64_t offset, uint64_t threshold) {
-    uint32_t u[FO_CHUNK];
+                              uint64_t offset, uint64_t threshold, uint64_t start) {
+    uint32_t u[FO_CHUNK + 4];
     uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
     uint32_t o0 = (uint32_t)offset, o1 = (uint32_t)(offset >> 32);
     uint32_t t32 = threshold > UINT32_MAX ? UINT32_MAX : (uint32_t)threshold;
-    int nblk = (m + 3) / 4, done = 0;
+    int64_t blk0 = (int64_t)(start >> 2) + e0 / 4; /* start < 2^64: the block fits 62 bits */
+    int r = (int)(start & 3), nblk = (m + r + 3) / 4, done = 0;
 #if defined(FO_PHILOX_AVX512) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__BMI2__)
-    done = keep_fill_x16(keep, e0 / 4, nblk, k0, k1, o0, o1, t32,
-                        threshold <= UINT32_MAX ? UINT32_MAX : 0);
+    if (r == 0)
+        done = keep_fill_x16(keep, blk0, nblk, k0, k1, o0, o1, t32,
+                             threshold <= UINT32_MAX ? UINT32_MAX : 0);
 #endif
-    philox_fill(u, e0 / 4 + done, nblk - done, k0, k1, o0, o1);
-    keep_bits(keep + 4 * done, u, m - 4 * done, t32, (uint8_t)(threshold <= UINT32_MAX));
+    philox_fill(u, blk0 + done, nblk - done, k0, k1, o0, o1);
+    keep_bits(keep + 4 * done, u + r, m - 4 * done, t32, (uint8_t)(threshold <= UINT32_MAX));
 }
 
 /* keep[0 .. 8*nb) <- mask[0 .. nb) unpacked: the byte copied into all 8 lanes of a uint64,
@@ -113,14 +121,14 @@ void fo_philox4x32(uint32_t *out, const uint32_t *counter, const uint32_t *key, 
 }
 
 void fo_dropout_mask(uint8_t *mask, int64_t n, uint64_t seed, uint64_t offset,
-                     uint64_t threshold) {
+                     uint64_t threshold, uint64_t start) {
     int64_t nchunks = (n + FO_CHUNK - 1) / FO_CHUNK;
 #pragma omp parallel for schedule(static) if (nchunks >= FO_PARALLEL_CHUNKS)
     for (int64_t c = 0; c < nchunks; c++) {
         int64_t e0 = c * FO_CHUNK;
         int m = (int)(n - e0 < FO_CHUNK ? n - e0 : FO_CHUNK);
         uint8_t keep[FO_CHUNK];
-        chunk_keep(keep, e0, m, seed, offset, threshold);
+        chunk_keep(keep, e0, m, seed, offset, threshold, start);
         pack_bits(mask + e0 / 8, keep, m);
     }
 }
@@ -129,14 +137,14 @@ void fo_dropout_mask(uint8_t *mask, int64_t n, uint64_t seed, uint64_t offset,
 #define FO_DROPOUT(T, SUF)                                                                  \
     void fo_dropout_forward_##SUF(T *restrict y, uint8_t *restrict mask, const T *restrict x, \
                                   int64_t n, uint64_t seed, uint64_t offset,                \
-                                  uint64_t threshold, T divisor) {                          \
+                                  uint64_t threshold, T divisor, uint64_t start) {          \
         int64_t nchunks = (n + FO_CHUNK - 1) / FO_CHUNK;                                    \
         _Pragma("omp parallel for schedule(static) if (nchunks >= FO_PARALLEL_CHUNKS)")    \
         for (int64_t c = 0; c < nchunks; c++) {                                             \
             int64_t e0 = c * FO_CHUNK;                                                      \
             int m = (int)(n - e0 < FO_CHUNK ? n - e0 : FO_CHUNK);                           \
             uint8_t keep[FO_CHUNK];                                                         \
-            chunk_keep(keep, e0, m, seed, offset, threshold);                               \
+            chunk_keep(keep, e0, m, seed, offset, threshold, start);                        \
             _Pragma("omp simd")                                                             \
             for (int e = 0; e < m; e++) y[e0 + e] = x[e0 + e] * (T)keep[e] / divisor;       \
             if (mask) pack_bits(mask + e0 / 8, keep, m);                                    \

@@ -50,13 +50,15 @@ void fo_nonfinite_count_f64(int64_t *count, const double *g, int64_t n);
 /* ---- dropout (dropout.c) ---- */
 /* out (n,4) <- Philox4x32-10(counter (n,4), key (n,2)); exposed for known-answer tests */
 void fo_philox4x32(uint32_t *out, const uint32_t *counter, const uint32_t *key, int64_t n);
-/* mask (ceil(n/8),) <- packed keep bits of n elements; keep = philox word >= threshold */
-void fo_dropout_mask(uint8_t *mask, int64_t n, uint64_t seed, uint64_t offset, uint64_t threshold);
+/* mask (ceil(n/8),) <- packed keep bits of n elements; keep = philox word >= threshold;
+ * element i draws stream index start + i (start + n <= 2^64) */
+void fo_dropout_mask(uint8_t *mask, int64_t n, uint64_t seed, uint64_t offset, uint64_t threshold,
+                     uint64_t start);
 /* y (n,) = x (n,) * keep / divisor; mask (ceil(n/8),) or NULL <- packed keep bits */
 void fo_dropout_forward_f32(float *y, uint8_t *mask, const float *x, int64_t n, uint64_t seed,
-                            uint64_t offset, uint64_t threshold, float divisor);
+                            uint64_t offset, uint64_t threshold, float divisor, uint64_t start);
 void fo_dropout_forward_f64(double *y, uint8_t *mask, const double *x, int64_t n, uint64_t seed,
-                            uint64_t offset, uint64_t threshold, double divisor);
+                            uint64_t offset, uint64_t threshold, double divisor, uint64_t start);
 /* dx (n,) = dy (n,) * keep / divisor, keep unpacked from mask (ceil(n/8),) */
 void fo_dropout_backward_f32(float *dx, const float *dy, const uint8_t *mask, int64_t n,
                              float divisor);
@@ -90,5 +92,62 @@ int fo_batchnorm_backward_f64(double *dx, double *dgamma, double *dbeta, const d
                               const double *x, const double *mean, const double *invstd,
                               const double *gamma, int64_t n, int64_t c, int64_t nl,
                               int training);
+
+/* ---- lowbit (lowbit.c) ---- */
+/* One in-place step on low-bit state; formats in reference/lowbit.py. p, g: float32 (pfmt 0) or
+ * bfloat16 / float16 bits (pfmt 1 / 2); w32: float32 master copy or NULL; state slots: float32
+ * (sfmt 0), bfloat16 bits (1) or 8-bit codes (2) with per-256-block float32 scales; unused slots
+ * NULL. Hyperparameters arrive as double and are rounded once to float32. sr: stochastic
+ * rounding of the written params with Philox words of (seed, step, stream). */
+void fo_adam_lowbit_f32(void *p, float *w32, void *m, float *ms, void *v, float *vs,
+                        const void *g, int64_t n, double step_size, double b1, double omb1,
+                        double b2, double omb2, double inv_c2, double eps_in, double eps_out,
+                        double decay, double l2, double l1, int pfmt, int sfmt, uint64_t seed,
+                        uint64_t step, uint64_t stream, int sr);
+void fo_sgd_lowbit_f32(void *p, float *w32, void *h, float *hs, const void *g, int64_t n,
+                       double lr, double beta, double cg, double ch, double l2, double l1,
+                       int pfmt, int sfmt, uint64_t seed, uint64_t step, uint64_t stream,
+                       int sr);
+void fo_rmsprop_lowbit_f32(void *p, float *w32, void *s, float *ss, void *h, float *hs, void *ga,
+                           float *gas, const void *g, int64_t n, double lr, double alpha,
+                           double oma, double eps_in, double eps_out, double beta, double l2,
+                           double l1, int pfmt, int sfmt, uint64_t seed, uint64_t step,
+                           uint64_t stream, int sr);
+/* codes (n,), scales (ceil(n/256),) <- 8-bit blockwise codes of x (n,); sgn: signed map */
+void fo_quantize_blocks_f32(uint8_t *codes, float *scales, const float *x, int64_t n, int sgn);
+/* out (n,) <- values of codes (n,) with scales */
+void fo_dequantize_blocks_f32(float *out, const uint8_t *codes, const float *scales, int64_t n,
+                              int sgn);
+
+/* ---- synchronized batch norm (batchnorm_sync.c; reference/batchnorm_sync.py) ---- */
+/* mean, m2 (c,) float64 <- per channel mean and sum of squared deviations of x (n, c, nl) */
+int fo_batchnorm_stats_f32(double *mean, double *m2, const float *x, int64_t n, int64_t c,
+                           int64_t nl);
+int fo_batchnorm_stats_f64(double *mean, double *m2, const double *x, int64_t n, int64_t c,
+                           int64_t nl);
+/* forward training with the whole batch's smean, sm2 (c,) over count values per channel */
+int fo_batchnorm_forward_stats_f32(float *y, float *mean, float *invstd, float *rm, float *rv,
+                                   const float *x, const float *gamma, const float *beta,
+                                   const double *smean, const double *sm2, int64_t n, int64_t c,
+                                   int64_t nl, int64_t count, double eps, double momentum);
+int fo_batchnorm_forward_stats_f64(double *y, double *mean, double *invstd, double *rm,
+                                   double *rv, const double *x, const double *gamma,
+                                   const double *beta, const double *smean, const double *sm2,
+                                   int64_t n, int64_t c, int64_t nl, int64_t count, double eps,
+                                   double momentum);
+/* dsum, ddot (c,) float64 <- per channel sum dy and sum dy*(x - mean) */
+int fo_batchnorm_grad_sums_f32(double *dsum, double *ddot, const float *dy, const float *x,
+                               const float *mean, int64_t n, int64_t c, int64_t nl);
+int fo_batchnorm_grad_sums_f64(double *dsum, double *ddot, const double *dy, const double *x,
+                               const double *mean, int64_t n, int64_t c, int64_t nl);
+/* backward from the whole batch's gsum, gdot (c,) over count values per channel */
+int fo_batchnorm_backward_sums_f32(float *dx, float *dgamma, float *dbeta, const float *dy,
+                                   const float *x, const float *mean, const float *invstd,
+                                   const float *gamma, const double *gsum, const double *gdot,
+                                   int64_t n, int64_t c, int64_t nl, int64_t count);
+int fo_batchnorm_backward_sums_f64(double *dx, double *dgamma, double *dbeta, const double *dy,
+                                   const double *x, const double *mean, const double *invstd,
+                                   const double *gamma, const double *gsum, const double *gdot,
+                                   int64_t n, int64_t c, int64_t nl, int64_t count);
 
 #endif

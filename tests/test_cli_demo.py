@@ -129,3 +129,20 @@ def test_demo_rejects_an_unavailable_backend(capsys, tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["demo", "--quick", "--backend", "cuda", "--out", str(tmp_path)])
     assert exc.value.code == 2 and "not available" in capsys.readouterr().err
+
+
+def test_low_precision_figure_numbers(report):
+    """The five Adam variants of apps/demo_lowbit.py: learning curves of the requested length,
+    and the optimizer's bytes per parameter measured from its arrays."""
+    pytest.importorskip("ml_dtypes")
+    fig = json.loads((report / "summary.json").read_text())["figures"]["low_precision"]
+    runs = fig["runs"]
+    assert len(runs) == 5
+    for label, r in runs.items():
+        assert len(r["val_loss"]) == fig["epochs"] and len(r["quadratic_loss"]) == fig["quadratic_steps"]
+        assert r["quadratic_loss"][-1] < r["quadratic_loss"][0], label
+        assert 0.1 < r["test_accuracy"] <= 1, label
+    b = {k: r["optimizer_bytes_per_param"] for k, r in runs.items()}
+    assert b["float32"] == 8.0 and 2.03 <= b["8-bit state"] < 2.5  # small tensors keep float32
+    assert 4 + 2 + 8 / 256 <= b["bf16 params + fp32 master, 8-bit state"] < 4 + 2 + 9 / 256
+    assert b["pure bf16, round to nearest"] == b["pure bf16, stochastic rounding"] == 4.0

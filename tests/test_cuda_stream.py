@@ -21,14 +21,14 @@ def launch():
 def _record_launches(monkeypatch, launch):
     """Wrap current_stream in every launcher module to record the streams handed to kernels."""
     seen = []
-    from fusedops.kernels.cuda import batchnorm, dropout, optim
+    from fusedops.kernels.cuda import batchnorm, batchnorm_sync, dropout, optim
 
     def spy():
         s = launch.current_stream()
         seen.append(s)
         return s
 
-    for mod in (optim, dropout, batchnorm):
+    for mod in (optim, dropout, batchnorm, batchnorm_sync):
         monkeypatch.setattr(mod, "current_stream", spy)
     return seen
 
@@ -71,4 +71,49 @@ def test_kernels_launch_on_the_stream_in_effect(monkeypatch, launch):
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(mask, mask_ref)
     for a, b in zip(bn, bn_ref):
+        np.testing.assert_array_equal(a, b)
+
+
+def _synced_bn(x, dy):
+    """The synchronized-BN ops of one part that is the whole batch (L > 1: per-column expands)."""
+    mean, m2 = ops.batchnorm_stats(x, backend="cuda")
+    whole = (mean, m2, x.shape[0] * x.shape[2])
+    y, bmean, invstd = ops.batchnorm_forward(x, None, None, None, None, training=True,
+                                             batch_stats=whole, backend="cuda")
+    s, d = ops.batchnorm_grad_sums(dy, x, bmean, backend="cuda")
+    dx = ops.batchnorm_backward(dy, x, None, bmean, invstd, grad_sums=(s, d, whole[2]),
+                                backend="cuda")
+    return (mean, m2, y, bmean, invstd, s, d, *dx)
+
+
+def _record_configs(monkeypatch):
+    """The launch configuration of every kernel launch (kernel[grid, block, stream]), on the
+    simulator's kernels or the GPU's dispatchers alike: a launch that leaves out the stream
+    shows here, not only one that asks current_stream() and gets another."""
+    from fusedops.kernels.cuda import batchnorm
+
+    cls, configs = type(batchnorm._normalize_kernel), []
+    real = cls.__getitem__
+
+    def getitem(self, config):
+        configs.append(config)
+        return real(self, config)
+
+    monkeypatch.setattr(cls, "__getitem__", getitem)
+    return configs
+
+
+def test_synced_batchnorm_launches_on_the_stream_in_effect(monkeypatch, launch):
+    from numba import cuda
+
+    rng = np.random.default_rng(1)
+    x, dy = rng.standard_normal((6, 2, 3)), rng.standard_normal((6, 2, 3))
+    ref = _synced_bn(x, dy)
+    configs = _record_configs(monkeypatch)
+    s = cuda.stream()
+    with launch.using_stream(s):
+        got = _synced_bn(x, dy)
+    assert len(configs) == 15  # stats 2, forward 5 (3 column expands), sums 2, backward 6 (4)
+    assert all(len(c) >= 3 and c[2] is s for c in configs), configs
+    for a, b in zip(got, ref):
         np.testing.assert_array_equal(a, b)

@@ -13,15 +13,18 @@ SCRIPT = textwrap.dedent("""
     import numpy as np
     from fusedops import ops
     # chunk = 1024 elements; parallel kernels from 32768 elements
-    for n in [1, 5, 13, 1021, 1023, 2045, 32768 + 1021, 32768 + 1023]:
+    # start % 4 != 0 takes the shifted path: m + start % 4 words per chunk
+    for n, start in [(n, s) for n in [1, 5, 13, 1021, 1023, 2045, 32768 + 1021, 32768 + 1023]
+                     for s in (0, 3)]:
         x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
-        y, m = ops.dropout_forward(x, 0.3, seed=n, offset=1, backend="numba")
-        y0, m0 = ops.dropout_forward(x, 0.3, seed=n, offset=1, backend="numpy")
+        kw = dict(seed=n, offset=1, start=start)
+        y, m = ops.dropout_forward(x, 0.3, backend="numba", **kw)
+        y0, m0 = ops.dropout_forward(x, 0.3, backend="numpy", **kw)
         assert np.array_equal(m, m0) and np.array_equal(y, y0), n
-        assert np.array_equal(ops.dropout_mask(n, 0.3, seed=n, offset=1, backend="numba"), m0), n
+        assert np.array_equal(ops.dropout_mask(n, 0.3, backend="numba", **kw), m0), n
         dx = ops.dropout_backward(x, p=0.3, mask=m, backend="numba")
         assert np.array_equal(dx, y0), n
-        dx = ops.dropout_backward(x, p=0.3, seed=n, offset=1, backend="numba")
+        dx = ops.dropout_backward(x, p=0.3, backend="numba", **kw)
         assert np.array_equal(dx, y0), n
     print("ok")
 """)

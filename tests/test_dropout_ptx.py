@@ -34,11 +34,11 @@ def test_kernels_compile(compile_ptx, ft):
 
     f = getattr(types, ft)
     a, m, u64, i64 = f[::1], types.uint8[::1], types.uint64, types.int64
-    words = (u64, u64, u64, u64, u64, i64)
+    words, start = (u64, u64, u64, u64, u64, i64), (i64, i64)
     ptx = {
-        "forward": compile_ptx(D._forward_kernel, (a, m, a, *words, f)),
-        "forward_nomask": compile_ptx(D._forward_kernel, (a, types.none, a, *words, f)),
-        "mask": compile_ptx(D._mask_kernel, (m, i64, *words)),
+        "forward": compile_ptx(D._forward_kernel, (a, m, a, *words, f, *start)),
+        "forward_nomask": compile_ptx(D._forward_kernel, (a, types.none, a, *words, f, *start)),
+        "mask": compile_ptx(D._mask_kernel, (m, i64, *words, *start)),
         "backward": compile_ptx(D._backward_kernel, (a, a, m, f)),
         "scale": compile_ptx(D._scale_kernel, (a, a, f)),
         "philox": compile_ptx(P._philox_kernel, (types.uint32[::1],) * 3),

@@ -31,19 +31,23 @@ from mutate_catalogue import mutants
 ROOT = Path(__file__).resolve().parent.parent
 T = "tests/"
 OPTIM = [T + "test_optim_kernels.py", T + "test_optim_nonfinite.py", T + "test_optim_reference.py"]
-DROPOUT = [T + "test_dropout.py", T + "test_philox.py", T + "test_dropout_stats.py"]
+DROPOUT = [T + "test_dropout.py", T + "test_philox.py", T + "test_dropout_stats.py",
+           T + "test_dropout_start.py"]
 BN = [T + "test_batchnorm.py", T + "test_batchnorm_props.py"]
+BN_SYNC = [T + "test_batchnorm_sync.py"]
+LOWBIT = [T + "test_lowbit_kernels.py", T + "test_lowbit_reference.py"]
+C = "c-f32 or c-f64 or [c- or -c]"  # the C cases' test ids
 STREAM = [T + "test_stream.py"]
 # file -> (tests, pytest -k expression or None, CUDA simulator?)
 MAP = {
     "python/fusedops/reference/optim.py": (OPTIM, None, False),
     "python/fusedops/reference/dropout.py": (DROPOUT, None, False),
     "python/fusedops/reference/philox.py": (DROPOUT, None, False),
-    "python/fusedops/reference/batchnorm.py": (BN, None, False),
+    "python/fusedops/reference/batchnorm.py": (BN + BN_SYNC, None, False),
     "kernels/common/optim.py": (OPTIM, "numba or cuda", False),
     "kernels/common/dropout.py": (DROPOUT, "numba", False),
     "kernels/common/philox.py": (DROPOUT, "numba", False),
-    "kernels/common/batchnorm.py": (BN, "numba", False),
+    "kernels/common/batchnorm.py": (BN + BN_SYNC, "numba", False),
     "kernels/cpu/optim.py": (OPTIM, "numba", False),
     "kernels/cpu/dropout.py": (DROPOUT + [T + "test_dropout_bounds.py"], "numba", False),
     "kernels/cpu/philox.py": (DROPOUT, "numba", False),
@@ -54,11 +58,22 @@ MAP = {
     "kernels/cuda/philox.py": (DROPOUT, "cuda", True),
     "kernels/cuda/batchnorm.py": (BN, "cuda", True),
     "kernels/cuda/stream.py": (STREAM + [T + "test_cuda_stream.py"], "cuda", True),
-    "csrc/optim.c": (OPTIM, "c-f32 or c-f64 or [c-", False),
-    "csrc/dropout.c": (DROPOUT + [T + "test_dropout_bounds.py"], "c-f32 or c-f64 or [c-", False),
-    "csrc/philox.h": (DROPOUT, "c-f32 or c-f64 or [c-", False),
-    "csrc/batchnorm.c": (BN, "c-f32 or c-f64 or [c-", False),
+    "csrc/optim.c": (OPTIM, C, False),
+    "csrc/dropout.c": (DROPOUT + [T + "test_dropout_bounds.py"], C, False),
+    "csrc/philox.h": (DROPOUT, C, False),
+    "csrc/batchnorm.c": (BN, C, False),
     "csrc/stream.c": (STREAM, "[c-", False),
+    "python/fusedops/reference/lowbit.py": (LOWBIT, None, False),
+    "kernels/common/lowbit.py": (LOWBIT, "numba", False),
+    "kernels/cpu/lowbit.py": (LOWBIT, "numba", False),
+    "kernels/cuda/lowbit.py": (LOWBIT, "cuda", True),
+    "csrc/lowbit.c": (LOWBIT, C, False),
+    "csrc/lowbit.h": (LOWBIT, C, False),
+    "python/fusedops/reference/batchnorm_sync.py": (BN_SYNC, None, False),
+    "kernels/cpu/batchnorm_sync.py": (BN_SYNC, "numba", False),
+    "kernels/cuda/batchnorm_sync.py": (BN_SYNC, "cuda", True),
+    "csrc/batchnorm_sync.c": (BN_SYNC, C, False),
+    "csrc/batchnorm_impl.h": (BN + BN_SYNC, C, False),
 }
 IGNORE = shutil.ignore_patterns(".git", ".venv", "__pycache__", "build", "*.egg-info",
                                 ".mutate", ".benchmarks", "*.so", "*.o")

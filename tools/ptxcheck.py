@@ -21,6 +21,7 @@ def _signatures():
     from numba import types as T
 
     from fusedops.kernels.cuda import batchnorm as B
+    from fusedops.kernels.cuda import batchnorm_sync as BS
     from fusedops.kernels.cuda import dropout as D
     from fusedops.kernels.cuda import optim as O
     from fusedops.kernels.cuda import philox as P
@@ -34,6 +35,7 @@ def _signatures():
         a, a2, p2 = f[::1], f[:, ::1], T.float64[:, ::1]
         m = T.uint8[::1]
         words = (u64, u64, u64, u64, u64, i64)
+        start = (i64, i64)  # the stream index's Philox block and word
         for h in (none, a):
             yield f"sgd.{ft}.{h}", O._sgd_kernel, (a, h, a, f, f, b, f, f, f)
             for ga in (none, a):
@@ -42,7 +44,7 @@ def _signatures():
         yield f"adagrad.{ft}", O._adagrad_kernel, (a, a, a, *(f,) * 6)
         yield f"nonfinite.{ft}", O._nonfinite_kernel, (i64[::1], a)
         for mk in (m, none):
-            yield f"dropout.fwd.{ft}.{mk}", D._forward_kernel, (a, mk, a, *words, f)
+            yield f"dropout.fwd.{ft}.{mk}", D._forward_kernel, (a, mk, a, *words, f, *start)
         yield f"dropout.bwd.{ft}", D._backward_kernel, (a, a, m, f)
         yield f"dropout.scale.{ft}", D._scale_kernel, (a, a, f)
         yield f"bn.partials.{ft}", B._stats_partials_kernel, (p2, p2, a2, i64)
@@ -56,7 +58,10 @@ def _signatures():
         yield f"bn.grad_input.{ft}", B._grad_input_kernel, (a2, a2, a2, a, a, a, a)
         yield f"stream.copy.{ft}", S._copy_kernel, (a, a)
         yield f"stream.triad.{ft}", S._triad_kernel, (a, a, a, f)
-    yield "dropout.mask", D._mask_kernel, (T.uint8[::1], i64, *(u64,) * 5, i64)
+    yield "dropout.mask", D._mask_kernel, (T.uint8[::1], i64, *(u64,) * 5, i64, i64, i64)
+    p1, p2 = T.float64[::1], T.float64[:, ::1]
+    yield "bn_sync.channel_stats", BS._channel_stats_kernel, (p1, p1, p2, p2, i64, i64, i64)
+    yield "bn_sync.channel_sums", BS._channel_sums_kernel, (p1, p1, p2, p2, i64)
 
 
 def _normalize(ptx: str) -> str:

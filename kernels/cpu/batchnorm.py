@@ -28,6 +28,29 @@ _coefficients, _eval_stats = _b.coefficients, _b.eval_stats
 _grad_coefficients, _spread = _b.grad_coefficients, _b.spread
 
 
+@njit(inline="always")
+def _merge_columns(cmean, cm2, c, nl, n):
+    """Channel c's (count, mean, M2): its L columns' (mean, M2), each over n rows, merged in
+    l order (shared with batchnorm_sync.py)."""
+    na, ma, m2a = 0.0, 0.0, 0.0
+    for l in range(nl):
+        f, w = _chan_weights(na, n)
+        ma, dm2 = _chan_step(ma, cmean[c * nl + l], f, w)
+        m2a += cm2[c * nl + l] + dm2
+        na += n
+    return na, ma, m2a
+
+
+@njit(inline="always")
+def _sum_columns(csum, cdot, c, nl):
+    """Channel c's sums: its L columns' sums added in l order (shared with batchnorm_sync.py)."""
+    db, dot = 0.0, 0.0
+    for l in range(nl):
+        db += csum[c * nl + l]
+        dot += cdot[c * nl + l]
+    return db, dot
+
+
 @kernel()
 def _stats_partials_kernel(pmean, pm2, x, chunk, tile):
     """pmean, pm2 (n_chunks, J) float64 <- x (N, J): mean and M2 of each (chunk, column).
@@ -85,12 +108,7 @@ def _stats_combine_kernel(mean, invstd, rm, rv, cm, cs, cb, cmean, cm2, gamma, b
     """Per channel: merge its L column results (each over n rows) in l order, write mean,
     invstd, the running stats (when `update`) and the coefficients of y = (x-cm)*cs + cb."""
     for c in prange(mean.size):
-        na, ma, m2a = 0.0, 0.0, 0.0
-        for l in range(nl):
-            f, w = _chan_weights(na, n)
-            ma, dm2 = _chan_step(ma, cmean[c * nl + l], f, w)
-            m2a += cm2[c * nl + l] + dm2
-            na += n
+        na, ma, m2a = _merge_columns(cmean, cm2, c, nl, n)
         inv = _finish_stats(mean, invstd, rm, rv, c, na, ma, m2a, eps, momentum, update)
         _coefficients(cm, cs, cb, c, nl, mean[c], inv, gamma, beta, has_gamma, has_beta)
 
@@ -159,10 +177,7 @@ def _grad_combine_kernel(dgamma, dbeta, c1, c2, c3, csum, cdot, invstd, gamma, n
     """Per channel: dbeta = sum dy, dgamma = invstd * sum dy*(x-mean) (columns summed in
     l order), and the per-column coefficients of dx = c1*dy - c2 - (x - mean)*c3."""
     for c in prange(dgamma.size):
-        db, dot = 0.0, 0.0
-        for l in range(nl):
-            db += csum[c * nl + l]
-            dot += cdot[c * nl + l]
+        db, dot = _sum_columns(csum, cdot, c, nl)
         k1, k2, k3 = _grad_coefficients(dgamma, dbeta, c, db, dot, invstd, gamma, count,
                                         training, has_gamma)
         _spread(c1, c2, c3, c, nl, k1, k2, k3)

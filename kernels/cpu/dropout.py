@@ -5,14 +5,16 @@ each chunk's keep bits live in a small per-chunk buffer, never a full-size rando
 pass generates, compares, scales and writes y and the packed mask. The result is independent
 of the thread count. y = x * keep / divisor is written as a select (x or x*0) so it rounds,
 and propagates NaN and signed zeros, exactly as NumPy's x * keep / divisor.
+
+`start` enters as its Philox block sb and word r (kernels/common/dropout.py). With r = 0 a
+chunk's elements are whole blocks from block sb + e0/4 (the fused path); otherwise a chunk's
+bits are the m + r words of those blocks, shifted by r.
 """
 import numpy as np
 from numba import njit, prange
 
 from ..common import dropout as common
-from ..common.philox import LO, S32
 from .jit import kernel, serial_twin
-from .philox import philox4x32_10
 
 CHUNK = 1024  # elements per chunk: 256 Philox blocks, 128 mask bytes
 PACK = np.uint64(0x0102040810204080)  # gathers 8 little-endian 0/1 bytes into the top byte
@@ -21,20 +23,29 @@ LANE_BITS = np.uint64(0x8040201008040201)
 CARRY = np.uint64(0x7F7F7F7F7F7F7F7F)
 S56, S7 = np.uint64(56), np.uint64(7)
 
-_apply_keep = common.build(njit(inline="always")).apply_keep
+_b = common.build(njit(inline="always"))  # the element rules, shared with CUDA
+_apply_keep, _block_words = _b.apply_keep, _b.block_words
 
 
 @njit(inline="always")
-def _chunk_keep(keep, e0, m, k0, k1, o0, o1, t32, allk):
-    """keep[0 .. ceil4(m)) (uint8 0/1) for elements e0 .. (whole Philox blocks)."""
-    b0 = e0 // 4
+def _chunk_keep(keep, b0, m, k0, k1, o0, o1, t32, allk):
+    """keep[0 .. ceil4(m)) (uint8 0/1) <- the words of Philox blocks b0 .. (int64)."""
     for j in range((m + 3) // 4):
-        b = np.uint64(b0 + j)
-        w0, w1, w2, w3 = philox4x32_10(b & LO, b >> S32, o0, o1, k0, k1)
+        w0, w1, w2, w3 = _block_words(b0 + j, k0, k1, o0, o1)
         keep[4 * j] = (w0 >= t32) & allk
         keep[4 * j + 1] = (w1 >= t32) & allk
         keep[4 * j + 2] = (w2 >= t32) & allk
         keep[4 * j + 3] = (w3 >= t32) & allk
+
+
+@njit(inline="always")
+def _shifted_keep(keep, b0, r, m, k0, k1, o0, o1, t32, allk):
+    """keep[0 .. m) <- the keep bits of words r .. r+m-1 counted from block b0 (r = start % 4
+    > 0): the chunk's m + r words, less the first r."""
+    words = np.empty(CHUNK + 8, np.uint8)
+    _chunk_keep(words, b0, m + r, k0, k1, o0, o1, t32, allk)
+    for e in range(m):
+        keep[e] = words[r + e]
 
 
 @njit(inline="always")
@@ -62,15 +73,13 @@ def _scale(y, x, keep, divisor):
 
 
 @njit(inline="always")
-def _keep_scale(keep, ys, xs, e0, k0, k1, o0, o1, t32, allk, divisor):
-    """keep and ys = xs * keep / divisor for the whole Philox blocks of a chunk in one loop
-    (8% faster than a keep pass then a scale pass: the loads overlap the Philox arithmetic).
-    Returns the elements done."""
+def _keep_scale(keep, ys, xs, b0, k0, k1, o0, o1, t32, allk, divisor):
+    """keep and ys = xs * keep / divisor for the whole Philox blocks of a chunk, blocks from
+    b0, in one loop (8% faster than a keep pass then a scale pass: the loads overlap the
+    Philox arithmetic). Returns the elements done."""
     zero = divisor - divisor
-    b0 = e0 // 4
     for j in range(xs.size // 4):
-        b = np.uint64(b0 + j)
-        w0, w1, w2, w3 = philox4x32_10(b & LO, b >> S32, o0, o1, k0, k1)
+        w0, w1, w2, w3 = _block_words(b0 + j, k0, k1, o0, o1)
         q0, q1 = (w0 >= t32) & allk, (w1 >= t32) & allk
         q2, q3 = (w2 >= t32) & allk, (w3 >= t32) & allk
         keep[4 * j], keep[4 * j + 1], keep[4 * j + 2], keep[4 * j + 3] = q0, q1, q2, q3
@@ -82,27 +91,35 @@ def _keep_scale(keep, ys, xs, e0, k0, k1, o0, o1, t32, allk, divisor):
 
 
 @njit(inline="always")
-def _forward_chunk(c, y, mask, x, k0, k1, o0, o1, t32, allk, divisor):
+def _forward_chunk(c, y, mask, x, k0, k1, o0, o1, t32, allk, divisor, sb, r):
     e0 = c * CHUNK
     m = min(CHUNK, x.size - e0)
     keep64 = np.empty(CHUNK // 8, np.uint64)
     keep = keep64.view(np.uint8)  # little-endian host: byte i of keep64[k] is keep[8k + i]
     ys, xs = y[e0:e0 + m], x[e0:e0 + m]
-    d = _keep_scale(keep, ys, xs, e0, k0, k1, o0, o1, t32, allk, divisor)
-    _chunk_keep(keep[d:], e0 + d, m - d, k0, k1, o0, o1, t32, allk)  # the last partial block
-    _scale(ys[d:], xs[d:], keep[d:], divisor)
+    b0 = sb + e0 // 4
+    if r == 0:
+        d = _keep_scale(keep, ys, xs, b0, k0, k1, o0, o1, t32, allk, divisor)
+        _chunk_keep(keep[d:], b0 + d // 4, m - d, k0, k1, o0, o1, t32, allk)  # last partial block
+        _scale(ys[d:], xs[d:], keep[d:], divisor)
+    else:
+        _shifted_keep(keep, b0, r, m, k0, k1, o0, o1, t32, allk)
+        _scale(ys, xs, keep, divisor)
     _pad(keep, m)
     if mask is not None:
         _pack(mask[e0 // 8:(e0 + m + 7) // 8], keep64)
 
 
 @njit(inline="always")
-def _mask_chunk(c, mask, n, k0, k1, o0, o1, t32, allk):
+def _mask_chunk(c, mask, n, k0, k1, o0, o1, t32, allk, sb, r):
     e0 = c * CHUNK
     m = min(CHUNK, n - e0)
     keep64 = np.empty(CHUNK // 8, np.uint64)
     keep = keep64.view(np.uint8)
-    _chunk_keep(keep, e0, m, k0, k1, o0, o1, t32, allk)
+    if r == 0:
+        _chunk_keep(keep, sb + e0 // 4, m, k0, k1, o0, o1, t32, allk)
+    else:
+        _shifted_keep(keep, sb + e0 // 4, r, m, k0, k1, o0, o1, t32, allk)
     _pad(keep, m)
     _pack(mask[e0 // 8:(e0 + m + 7) // 8], keep64)
 
@@ -126,15 +143,15 @@ PARALLEL_MIN = 32768
 
 
 @kernel()
-def _forward_par(y, mask, x, k0, k1, o0, o1, t32, allk, divisor):
+def _forward_par(y, mask, x, k0, k1, o0, o1, t32, allk, divisor, sb, r):
     for c in prange((x.size + CHUNK - 1) // CHUNK):
-        _forward_chunk(c, y, mask, x, k0, k1, o0, o1, t32, allk, divisor)
+        _forward_chunk(c, y, mask, x, k0, k1, o0, o1, t32, allk, divisor, sb, r)
 
 
 @kernel()
-def _mask_par(mask, n, k0, k1, o0, o1, t32, allk):
+def _mask_par(mask, n, k0, k1, o0, o1, t32, allk, sb, r):
     for c in prange((n + CHUNK - 1) // CHUNK):
-        _mask_chunk(c, mask, n, k0, k1, o0, o1, t32, allk)
+        _mask_chunk(c, mask, n, k0, k1, o0, o1, t32, allk, sb, r)
 
 
 @kernel()
@@ -153,16 +170,18 @@ _forward_ser, _mask_ser = serial_twin(_forward_par), serial_twin(_mask_par)
 _backward_ser, _scale_ser = serial_twin(_backward_par), serial_twin(_scale_par)
 
 
-def dropout_forward(y, mask, x, seed, offset, threshold, divisor):
-    """y (n,) = x (n,) * keep / divisor; mask (ceil(n/8),) uint8 or None <- packed keep."""
+def dropout_forward(y, mask, x, seed, offset, threshold, divisor, start=0):
+    """y (n,) = x (n,) * keep / divisor; mask (ceil(n/8),) uint8 or None <- packed keep;
+    element j draws stream index start + j."""
     run = _forward_par if x.size >= PARALLEL_MIN else _forward_ser
-    run(y, mask, x, *common.key_words(seed, offset, threshold), x.dtype.type(divisor))
+    run(y, mask, x, *common.key_words(seed, offset, threshold), x.dtype.type(divisor),
+        *common.start_words(start))
 
 
-def dropout_mask(mask, n, seed, offset, threshold):
-    """mask (ceil(n/8),) uint8 <- packed keep bits of n elements."""
+def dropout_mask(mask, n, seed, offset, threshold, start=0):
+    """mask (ceil(n/8),) uint8 <- packed keep bits of n elements from stream index start."""
     run = _mask_par if n >= PARALLEL_MIN else _mask_ser
-    run(mask, int(n), *common.key_words(seed, offset, threshold))
+    run(mask, int(n), *common.key_words(seed, offset, threshold), *common.start_words(start))
 
 
 def dropout_backward(dx, dy, mask, divisor):

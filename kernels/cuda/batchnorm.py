@@ -62,18 +62,12 @@ def _chan(na, ma, m2a, nb, mb, m2b):
     return na + nb, ma, m2a + m2b + dm2
 
 
-@cuda.jit
-def _stats_combine_kernel(mean, invstd, rm, rv, cm, cs, cb, pmean, pm2, gamma, beta,
-                          n, nl, chunk, eps, momentum, update, has_gamma, has_beta):
-    """Block (_LANES channels, _GROUPS groups): each group merges a fixed range of chunks
-    of a column, group 0 merges the groups in order, then the columns of its channel in l
-    order, and writes mean, invstd, running stats and the coefficients of y."""
-    sn = cuda.shared.array((_GROUPS, _LANES), float64)
-    sm = cuda.shared.array((_GROUPS, _LANES), float64)
-    sq = cuda.shared.array((_GROUPS, _LANES), float64)
+@cuda.jit(device=True)
+def _merge_channel(sn, sm, sq, c, active, pmean, pm2, n, nl, chunk):
+    """Channel c's (count, mean, M2) merged by a block (_LANES channels, _GROUPS groups; all
+    its threads call this) through shared sn, sm, sq: each group merges a fixed range of chunks
+    of a column, group 0 the groups in order, then the columns in l order; valid in group 0."""
     tx, g = cuda.threadIdx.x, cuda.threadIdx.y
-    c = cuda.blockIdx.x * _LANES + tx
-    active = c < mean.size
     per = (pmean.shape[0] + _GROUPS - 1) // _GROUPS
     na, ma, m2a = 0.0, 0.0, 0.0
     for l in range(nl):
@@ -90,7 +84,21 @@ def _stats_combine_kernel(mean, invstd, rm, rv, cm, cs, cb, pmean, pm2, gamma, b
                 nc, mc, m2c = _chan(nc, mc, m2c, sn[h, tx], sm[h, tx], sq[h, tx])
             na, ma, m2a = _chan(na, ma, m2a, nc, mc, m2c)
         cuda.syncthreads()
-    if g != 0 or not active:
+    return na, ma, m2a
+
+
+@cuda.jit
+def _stats_combine_kernel(mean, invstd, rm, rv, cm, cs, cb, pmean, pm2, gamma, beta,
+                          n, nl, chunk, eps, momentum, update, has_gamma, has_beta):
+    """Block (_LANES channels, _GROUPS groups): merges each channel's partials
+    (_merge_channel) and writes mean, invstd, running stats and the coefficients of y."""
+    sn = cuda.shared.array((_GROUPS, _LANES), float64)
+    sm = cuda.shared.array((_GROUPS, _LANES), float64)
+    sq = cuda.shared.array((_GROUPS, _LANES), float64)
+    c = cuda.blockIdx.x * _LANES + cuda.threadIdx.x
+    active = c < mean.size
+    na, ma, m2a = _merge_channel(sn, sm, sq, c, active, pmean, pm2, n, nl, chunk)
+    if cuda.threadIdx.y != 0 or not active:
         return
     inv = _finish_stats(mean, invstd, rm, rv, c, na, ma, m2a, eps, momentum, update)
     _coefficients(cm, cs, cb, c, nl, mean[c], inv, gamma, beta, has_gamma, has_beta)
@@ -137,16 +145,11 @@ def _grad_partials_kernel(psum, pdot, dy, x, mean, nl, chunk):
         pdot[k, j] = p
 
 
-@cuda.jit
-def _grad_combine_kernel(dgamma, dbeta, cm, c1, c2, c3, psum, pdot, mean, invstd, gamma, nl,
-                         count, training, has_gamma):
-    """Block (_LANES channels, _GROUPS groups), sums in the order of _stats_combine_kernel:
-    dbeta, dgamma and the coefficients of dx = c1*dy - c2 - (x - cm)*c3."""
-    ss = cuda.shared.array((_GROUPS, _LANES), float64)
-    sd = cuda.shared.array((_GROUPS, _LANES), float64)
+@cuda.jit(device=True)
+def _sum_channel(ss, sd, c, active, psum, pdot, nl):
+    """Channel c's sums of its (chunk, column) partials in _merge_channel's order, through
+    shared ss, sd; every thread of the block calls it; valid in group 0."""
     tx, g = cuda.threadIdx.x, cuda.threadIdx.y
-    c = cuda.blockIdx.x * _LANES + tx
-    active = c < dgamma.size
     per = (psum.shape[0] + _GROUPS - 1) // _GROUPS
     db, dot = 0.0, 0.0
     for l in range(nl):
@@ -165,7 +168,20 @@ def _grad_combine_kernel(dgamma, dbeta, cm, c1, c2, c3, psum, pdot, mean, invstd
             db += a
             dot += b
         cuda.syncthreads()
-    if g != 0 or not active:
+    return db, dot
+
+
+@cuda.jit
+def _grad_combine_kernel(dgamma, dbeta, cm, c1, c2, c3, psum, pdot, mean, invstd, gamma, nl,
+                         count, training, has_gamma):
+    """Block (_LANES channels, _GROUPS groups), sums in the order of _stats_combine_kernel
+    (_sum_channel): dbeta, dgamma and the coefficients of dx = c1*dy - c2 - (x - cm)*c3."""
+    ss = cuda.shared.array((_GROUPS, _LANES), float64)
+    sd = cuda.shared.array((_GROUPS, _LANES), float64)
+    c = cuda.blockIdx.x * _LANES + cuda.threadIdx.x
+    active = c < dgamma.size
+    db, dot = _sum_channel(ss, sd, c, active, psum, pdot, nl)
+    if cuda.threadIdx.y != 0 or not active:
         return
     k1, k2, k3 = _grad_coefficients(dgamma, dbeta, c, db, dot, invstd, gamma, count, training,
                                     has_gamma)
@@ -223,20 +239,30 @@ def _elementwise_geometry(n, nj, tpb):
     return (gx, gy), (bx, by)
 
 
-def _stats(mean, invstd, cm, cs, cb, rm, rv, x2, gamma, beta, n, nl, eps, momentum, tpb):
-    nj = x2.shape[1]
+def _merge_grid(c):  # the block merges: a block per _LANES channels
+    return -(-c // _LANES), (_LANES, _GROUPS), current_stream()
+
+
+def _chunk_partials(kernel, n, nj, tpb, *args):
+    """kernel(pa, pb, *args) over the (chunk, column) tasks of n rows, J = nj columns, into
+    two float64 (n_chunks, J) scratch buffers; returns them (0 rows when n = 0)."""
     nch = -(-n // CHUNK_ROWS)
-    pmean = _scratch("pmean", (nch, nj), np.float64)
-    pm2 = _scratch("pm2", (nch, nj), np.float64)
-    bx, gx = _columns(nj, tpb)
-    _stats_partials_kernel[(gx, grid_y_for(nch)), bx, current_stream()](pmean, pm2, x2, CHUNK_ROWS)
+    pa = _scratch("pmean", (max(nch, 1), nj), np.float64)
+    pb = _scratch("pm2", (max(nch, 1), nj), np.float64)
+    if nch:
+        bx, gx = _columns(nj, tpb)
+        kernel[(gx, grid_y_for(nch)), bx, current_stream()](pa, pb, *args, CHUNK_ROWS)
+    return pa[:nch], pb[:nch]
+
+
+def _stats(mean, invstd, cm, cs, cb, rm, rv, x2, gamma, beta, n, nl, eps, momentum, tpb):
+    pmean, pm2 = _chunk_partials(_stats_partials_kernel, n, x2.shape[1], tpb, x2)
     update = rm is not None
     rm, _ = _optional(rm, "rm", x2.dtype)
     rv, _ = _optional(rv, "rv", x2.dtype)
     g, has_g = _optional(gamma, "gamma", x2.dtype)
     b, has_b = _optional(beta, "beta", x2.dtype)
-    c = mean.size
-    _stats_combine_kernel[-(-c // _LANES), (_LANES, _GROUPS), current_stream()](
+    _stats_combine_kernel[_merge_grid(mean.size)](
         mean, invstd, rm, rv, cm, cs, cb, pmean, pm2, g, b, n, nl, CHUNK_ROWS, float(eps),
         float(momentum), update, has_g, has_b)
 
@@ -283,17 +309,11 @@ def batchnorm_backward(dx, dgamma, dbeta, dy, x, mean, invstd, gamma, training, 
     if nj == 0:
         return
     x2, dy2, dx2 = x.reshape(n, nj), dy.reshape(n, nj), dx.reshape(n, nj)
-    nch = -(-n // CHUNK_ROWS)
-    psum = _scratch("pmean", (max(nch, 1), nj), np.float64)
-    pdot = _scratch("pm2", (max(nch, 1), nj), np.float64)
+    psum, pdot = _chunk_partials(_grad_partials_kernel, n, nj, tpb, dy2, x2, mean, nl)
     cm, c1, c2, c3 = (_scratch(t, (nj,), x.dtype) for t in ("cm", "cs", "cb", "c3"))
-    bx, gx = _columns(nj, tpb)
-    if nch:
-        _grad_partials_kernel[(gx, grid_y_for(nch)), bx, current_stream()](psum, pdot, dy2, x2, mean, nl,
-                                                          CHUNK_ROWS)
     g, has_g = _optional(gamma, "gamma", x.dtype)
-    _grad_combine_kernel[-(-c // _LANES), (_LANES, _GROUPS), current_stream()](
-        dgamma, dbeta, cm, c1, c2, c3, psum[:nch], pdot[:nch], mean, invstd, g, nl,
+    _grad_combine_kernel[_merge_grid(c)](
+        dgamma, dbeta, cm, c1, c2, c3, psum, pdot, mean, invstd, g, nl,
         float(n * nl), bool(training), has_g)
     if n:
         grid, block = _elementwise_geometry(n, nj, tpb)

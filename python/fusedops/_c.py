@@ -13,6 +13,7 @@ _CTYPES = {
     np.dtype(np.float32): "float *",
     np.dtype(np.float64): "double *",
     np.dtype(np.uint8): "uint8_t *",
+    np.dtype(np.uint16): "uint16_t *",
     np.dtype(np.uint32): "uint32_t *",
     np.dtype(np.uint64): "uint64_t *",
     np.dtype(np.int64): "int64_t *",

@@ -47,10 +47,29 @@ BATCHNORM_FORWARD_TRAIN = Kernel("batchnorm", "batchnorm_forward_train", 5, flat
 BATCHNORM_FORWARD_EVAL = Kernel("batchnorm", "batchnorm_forward_eval", 3, flat=False)
 # dx, dgamma, dbeta | dy, x, mean, invstd, gamma
 BATCHNORM_BACKWARD = Kernel("batchnorm", "batchnorm_backward", 3, flat=False)
+# synchronized batch norm (a batch split across processes; reference/batchnorm_sync.py):
+# mean, m2 (C,) float64 | x
+BATCHNORM_STATS = Kernel("batchnorm_sync", "batchnorm_stats", 2, flat=False)
+# y, mean, invstd, running_mean, running_var | x, gamma, beta, whole batch's mean, m2
+BATCHNORM_FORWARD_STATS = Kernel("batchnorm_sync", "batchnorm_forward_stats", 5, flat=False)
+# sum dy, sum dy*(x - mean) (C,) float64 | dy, x, mean
+BATCHNORM_GRAD_SUMS = Kernel("batchnorm_sync", "batchnorm_grad_sums", 2, flat=False)
+# dx, dgamma, dbeta | dy, x, mean, invstd, gamma, whole batch's sum dy, sum dy*(x - mean)
+BATCHNORM_BACKWARD_SUMS = Kernel("batchnorm_sync", "batchnorm_backward_sums", 3, flat=False)
+
+# low-bit state (fusedops.reference.lowbit): a state slot is (values, scales), scales None
+# unless the values are 8-bit codes
+ADAM_LOWBIT = Kernel("lowbit", "adam_lowbit", 6)            # p, w32, m, ms, v, vs | g
+SGD_LOWBIT = Kernel("lowbit", "sgd_lowbit", 4)              # p, w32, h, hs | g
+RMSPROP_LOWBIT = Kernel("lowbit", "rmsprop_lowbit", 8)      # p, w32, s, ss, h, hs, ga, gas | g
+QUANTIZE_BLOCKS = Kernel("lowbit", "quantize_blocks", 2)    # codes, scales | x
+DEQUANTIZE_BLOCKS = Kernel("lowbit", "dequantize_blocks", 1)  # out | codes, scales
 
 KERNELS = (STREAM_COPY, STREAM_TRIAD, SGD_UPDATE, ADAGRAD_UPDATE, RMSPROP_UPDATE, ADAM_UPDATE,
            NONFINITE_COUNT, PHILOX4X32, DROPOUT_FORWARD, DROPOUT_BACKWARD, DROPOUT_MASK,
-           DROPOUT_SCALE, BATCHNORM_FORWARD_TRAIN, BATCHNORM_FORWARD_EVAL, BATCHNORM_BACKWARD)
+           DROPOUT_SCALE, BATCHNORM_FORWARD_TRAIN, BATCHNORM_FORWARD_EVAL, BATCHNORM_BACKWARD,
+           BATCHNORM_STATS, BATCHNORM_FORWARD_STATS, BATCHNORM_GRAD_SUMS, BATCHNORM_BACKWARD_SUMS,
+           ADAM_LOWBIT, SGD_LOWBIT, RMSPROP_LOWBIT, QUANTIZE_BLOCKS, DEQUANTIZE_BLOCKS)
 
 
 def _flat(a, flat):

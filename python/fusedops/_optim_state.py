@@ -2,6 +2,8 @@
 the flat state_dict format (`state_dict`, `load_state_dict`; described in fusedops.optim)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from ._arrays import array_info, copy_into, full, host_copy
@@ -38,18 +40,30 @@ class Group:
                      for n, s, dt in zip(self.sizes, self.shapes, self.dtypes)]
         self.buffers[name] = (flat, views)
 
+    def nbytes(self) -> int:
+        """Bytes of the state buffers allocated so far."""
+        per_param = sum(n * np.dtype(dt).itemsize for n, dt in zip(self.sizes, self.dtypes))
+        return per_param * len(self.buffers)
 
-def state_dict(opt) -> dict:
-    """Flat dict of numbers, strings and host arrays (copies) for optimizer `opt`."""
-    sd = {"format": FORMAT, "optimizer": type(opt).__name__, "n_groups": len(opt._groups)}
-    k = 0
-    for gi, (group, grp) in enumerate(zip(opt.param_groups, opt._groups)):
-        sd[f"group.{gi}.n_params"] = len(grp.sizes)
+
+def groups_dict(opt) -> dict:
+    """The format, optimizer and group entries of a state_dict (no per-parameter state)."""
+    sd = {"format": FORMAT, "optimizer": type(opt).__name__, "n_groups": len(opt.param_groups)}
+    for gi, group in enumerate(opt.param_groups):
+        sd[f"group.{gi}.n_params"] = len(group["params"])
         for key, value in group.items():
             if isinstance(value, (bool, int, float)):
                 sd[f"group.{gi}.{key}"] = value
             elif isinstance(value, tuple):
                 sd[f"group.{gi}.{key}"] = np.array(value, np.float64)
+    return sd
+
+
+def state_dict(opt) -> dict:
+    """Flat dict of numbers, strings and host arrays (copies) for optimizer `opt`."""
+    sd = groups_dict(opt)
+    k = 0
+    for grp in opt._groups:
         for j in range(len(grp.sizes)):
             sd[f"state.{k + j}.step"] = int(grp.steps[j])
             for name, (_, views) in grp.buffers.items():
@@ -73,7 +87,7 @@ def _entries(state_dict):
 
         archive = Archive.of(state_dict)
         return archive.path, {name: archive.read(name) for name in archive.members}
-    if not isinstance(state_dict, dict):
+    if not isinstance(state_dict, Mapping):
         raise TypeError(f"state_dict must be a dict or an np.load result; got "
                         f"{type(state_dict).__name__}")
     return "state_dict", dict(state_dict)
@@ -100,15 +114,21 @@ def _scalar(source, sd, key, kinds):
 
 def _allowed_keys(opt) -> set:
     keys = {"format", "optimizer", "n_groups"}
+    if opt._lowbit is not None:  # the low-bit options and each parameter's low-bit entries
+        from . import _lowbit_state
+
+        keys.update(f"lowbit.{key}" for key in _lowbit_state.Config().as_dict())
+        keys.update(_lowbit_state.allowed_keys(opt))
     k = 0
-    for gi, (group, grp) in enumerate(zip(opt.param_groups, opt._groups)):
+    for gi, group in enumerate(opt.param_groups):
         keys.add(f"group.{gi}.n_params")
         keys.update(f"group.{gi}.{key}" for key, v in group.items()
                     if isinstance(v, (bool, int, float, tuple)))
-        for j in range(k, k + len(grp.sizes)):
+        for j in range(k, k + len(group["params"])):
             keys.add(f"state.{j}.step")
-            keys.update(f"state.{j}.{slot}" for slot in opt._slots)
-        k += len(grp.sizes)
+            if opt._lowbit is None:
+                keys.update(f"state.{j}.{slot}" for slot in opt._slots)
+        k += len(group["params"])
     return keys
 
 
@@ -126,46 +146,61 @@ def _hyper(source, sd, key, current):
     return type(current)(v) if isinstance(current, float) or float(v).is_integer() else v
 
 
-def _check(opt, sd, source) -> list:
-    """Validate every entry of sd against opt (an allow-list of keys; types; ranges through the
-    optimizer's own hyperparameter checks; shapes); return the hyperparameter updates per group."""
+def check_groups(opt, sd, source="state_dict") -> list:
+    """Check sd's format, optimizer, keys (an allow-list), groups, hyperparameters (types; ranges
+    through the optimizer's own checks) and step counts against opt; return the hyperparameter
+    updates per group. Shared by the float and the low-bit paths."""
     name = type(opt).__name__
     if _scalar(source, sd, "format", ("str",)) != FORMAT:
-        raise _fail(source, "format", f"must be {FORMAT!r}; got {sd['format']!r}")
+        raise _fail(source, "format", f"must be {FORMAT!r}; got {str(sd['format'])[:100]!r}")
     if _scalar(source, sd, "optimizer", ("str",)) != name:
-        raise _fail(source, "optimizer", f"a state of {sd['optimizer']!r}, not of {name}")
+        raise _fail(source, "optimizer", f"a state of {str(sd['optimizer'])[:100]!r}, not of {name}")
+    if opt._lowbit is None and any(str(key).startswith("lowbit.") for key in sd):
+        raise _fail(source, "lowbit", "holds low-bit state (state_dtype / master weights); "
+                                      "create the optimizer with the same options to load it")
     unknown = sorted(set(sd) - _allowed_keys(opt), key=str)
     if unknown:
         raise _fail(source, unknown[0], f"not an entry of a {name} state_dict")
-    if _scalar(source, sd, "n_groups", ("int",)) != len(opt._groups):
+    if _scalar(source, sd, "n_groups", ("int",)) != len(opt.param_groups):
         raise _fail(source, "n_groups", f"{sd['n_groups']} groups; this optimizer has "
-                                        f"{len(opt._groups)}")
+                                        f"{len(opt.param_groups)}")
     updates, k = [], 0
-    for gi, (group, grp) in enumerate(zip(opt.param_groups, opt._groups)):
-        if _scalar(source, sd, f"group.{gi}.n_params", ("int",)) != len(grp.sizes):
-            raise _fail(source, f"group.{gi}.n_params", f"this group has {len(grp.sizes)}")
+    for gi, group in enumerate(opt.param_groups):
+        n = len(group["params"])
+        if _scalar(source, sd, f"group.{gi}.n_params", ("int",)) != n:
+            raise _fail(source, f"group.{gi}.n_params", f"this group has {n}")
         upd = {key: _hyper(source, sd, f"group.{gi}.{key}", value) for key, value in group.items()
                if f"group.{gi}.{key}" in sd and isinstance(value, (bool, int, float, tuple))}
         try:
             opt._scalars({**group, **upd}, 1)  # the optimizer's own range checks
+            if opt._lowbit is not None:
+                opt._lowbit_slots({**group, **upd})  # and the options the low-bit path takes
         except (TypeError, ValueError) as exc:
             raise _fail(source, f"group.{gi}", str(exc)) from None
         updates.append(upd)
+        for j in range(k, k + n):
+            step = _scalar(source, sd, f"state.{j}.step", ("int",))
+            if not 0 <= step <= MAX_STEP:
+                raise _fail(source, f"state.{j}.step", f"must be in [0, {MAX_STEP}]; got {step}")
+        k += n
+    return updates
+
+
+def check(opt, sd, source="state_dict") -> list:
+    """Validate every entry of a float32 / float64 state_dict sd against opt; return the
+    hyperparameter updates per group."""
+    updates, k = check_groups(opt, sd, source), 0
+    for group, grp, upd in zip(opt.param_groups, opt._groups, updates):
         idx = range(k, k + len(grp.sizes))
-        steps = [_scalar(source, sd, f"state.{j}.step", ("int",)) for j in idx]
         # a group's buffers exist for all its parameters or none; those its options use must
         # exist once it has stepped (else the moments would restart from zero unnoticed)
         need = {s for s in opt._slots for j in idx if f"state.{j}.{s}" in sd}
-        if any(steps):
+        if any(sd[f"state.{j}.step"] for j in idx):
             need |= set(opt._active({**group, **upd}))
-        for j, step in zip(idx, steps):
-            if not 0 <= step <= MAX_STEP:
-                raise _fail(source, f"state.{j}.step", f"must be in [0, {MAX_STEP}]; got {step}")
-            for slot in opt._slots:
-                if slot in need and f"state.{j}.{slot}" not in sd:
-                    raise _fail(source, f"state.{j}.{slot}", "missing")
         for j, shape in zip(idx, grp.shapes):
             for slot in (s for s in opt._slots if s in need):
+                if f"state.{j}.{slot}" not in sd:
+                    raise _fail(source, f"state.{j}.{slot}", "missing")
                 a = sd[f"state.{j}.{slot}"]
                 if not isinstance(a, np.ndarray) or a.dtype.kind != "f":
                     raise _fail(source, f"state.{j}.{slot}", "must be a float array")
@@ -180,7 +215,7 @@ def load_state_dict(opt, state_dict) -> None:
     """Restore opt's hyperparameters, steps and state buffers; every entry is checked against
     an allow-list (ValueError naming the source and the entry) before anything changes."""
     source, sd = _entries(state_dict)
-    updates = _check(opt, sd, source)
+    updates = check(opt, sd, source)
     for group, upd in zip(opt.param_groups, updates):
         group.update(upd)
     k = 0

@@ -18,20 +18,43 @@ state_dict() is a flat dict, savable as is with `np.savez(path, **sd)` and loada
     "state.<k>.step": int, "state.<k>.<buffer>": array shaped like parameter k (host copy),
 with k the parameter's index over all groups in order. Loading restores hyperparameters and
 state exactly, so a resumed run continues bit for bit.
+
+Low-bit state and low-precision parameters (SGD, RMSprop, Adam, AdamW; fusedops._lowbit_state):
+`state_dtype="int8" | "bfloat16"`, bfloat16 / float16 params and grads, `master_weights=True`,
+`stochastic_rounding=True` with `seed`, `min_8bit_size` (smaller tensors keep float32 state).
+Then each parameter is one kernel call (fusedops.ops.lowbit) and state_dict() also holds
+"lowbit.<option>" entries, "state.<k>.master" (float32), and per buffer "state.<k>.<buffer>"
+(float32), "state.<k>.<buffer>.bfloat16" (uint16 bits) or "state.<k>.<buffer>.codes" (uint8)
+with ".scales" (float32, one per 256 elements). `lowbit_options(sd)` gives the options to
+construct an optimizer that can load sd.
+
+Code that drives an optimizer from outside (fusedops.distributed: ZeRO steps a clone over its
+shard) uses the methods under "for wrappers": param_arrays, resolve_grads, check_step, clone,
+state_names, state_nbytes, check_state_dict; nothing else of the internals.
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
-from . import _optim_state
+from . import _lowbit_state, _optim_state
 from ._arrays import full, host_copy, is_device_array, zero_fill
 from ._dispatch import launch
 from ._flat import flatten, span
 from .backends import resolve_backend
 from .checks import check_array, check_like, check_no_overlap, check_real
+from .ops import lowbit as _lowbit_ops
 from .ops import optim as _ops
 
-__all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "flatten"]
+__all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "flatten", "lowbit_options"]
+
+
+def lowbit_options(state_dict) -> dict:
+    """The low-bit constructor options (state_dtype, master_weights, ...) a state_dict was saved
+    with, {} for float32 state: `Adam(params, lr=..., **lowbit_options(sd)).load_state_dict(sd)`."""
+    return _lowbit_state.options(*_optim_state._entries(state_dict)[::-1])
+
 
 PLAN_CACHE = 4
 
@@ -47,8 +70,9 @@ class _Optimizer:
 
     _slots: tuple = ()
     _kernel = None
+    _lowbit_kernel = None
 
-    def __init__(self, params, defaults: dict, backend=None):
+    def __init__(self, params, defaults: dict, backend=None, lowbit=None):
         self.defaults = dict(defaults)
         self.param_groups = []
         for g in self._as_groups(params):
@@ -57,16 +81,24 @@ class _Optimizer:
             if not group["params"]:
                 raise ValueError("every parameter group needs at least one parameter")
             self.param_groups.append(group)
-        arrays = self._param_arrays()
-        for k, a in enumerate(arrays):
-            check_array(f"params[{k}]", a, writable=True)
+        arrays = self.param_arrays()
+        cfg = _lowbit_state.config() if lowbit is None else lowbit
+        self._lowbit = None
+        if _lowbit_state.wanted(cfg, arrays):
+            self._lowbit = _lowbit_state.Params(cfg, arrays)  # checks the params' formats
+        else:
+            for k, a in enumerate(arrays):
+                check_array(f"params[{k}]", a, writable=True)
         self._backend = resolve_backend(backend, *arrays)
         self._groups, k = [], 0
         for group in self.param_groups:
-            self._groups.append(_optim_state.Group(arrays[k:k + len(group["params"])]))
+            if self._lowbit is None:
+                self._groups.append(_optim_state.Group(arrays[k:k + len(group["params"])]))
             k += len(group["params"])
         for gi in range(len(self.param_groups)):
             self._group_scalars(gi, 1)  # validate the hyperparameters now
+            if self._lowbit is not None:
+                self._lowbit_slots(self.param_groups[gi])  # and that the low-bit path has them
         self._plan_key, self._plan, self._plan_refs = None, None, None
         self._plans = {}  # key -> (plan, refs): the last few plans, see _current_plan
 
@@ -86,6 +118,14 @@ class _Optimizer:
     def _fill_value(self, name) -> float:
         return 0.0
 
+    def _lowbit_slots(self, group) -> tuple:
+        """((state name, signed), ...) of the low-bit path for this group's options."""
+        raise NotImplementedError
+
+    def _lowbit_scalars(self, group, step) -> tuple:
+        """The low-bit kernel's scalars (fusedops.ops.lowbit) for `group` at `step`."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------------ public API
     @property
     def lr(self) -> float:
@@ -103,7 +143,12 @@ class _Optimizer:
         skip their parameter); omitted, each parameter object's `.grad` is used. With
         skip_if_nonfinite=True, a NaN/Inf anywhere in the gradients leaves parameters and state
         untouched and returns False. Returns True when the step was taken."""
-        plan = self._current_plan(self._param_arrays(), self._grads(grads))
+        plan = self._current_plan(self.param_arrays(), self.resolve_grads(grads))
+        if self._lowbit is not None:
+            if skip_if_nonfinite and _lowbit_state.nonfinite(plan):
+                return False
+            _lowbit_state.step(self, plan)
+            return True
         if skip_if_nonfinite and self._nonfinite(plan):
             return False
         for grp, idx, arrays, scalars in plan:
@@ -124,14 +169,81 @@ class _Optimizer:
 
     def state_dict(self) -> dict:
         """A flat dict of numbers and host arrays (format in the module docstring)."""
+        if self._lowbit is not None:
+            return _lowbit_state.state_dict(self, _optim_state.groups_dict(self))
         return _optim_state.state_dict(self)
 
     def load_state_dict(self, state_dict) -> None:
         """Restore hyperparameters and state from state_dict() (or np.load of its savez file).
         Everything is checked before anything changes."""
-        _optim_state.load_state_dict(self, state_dict)
+        if self._lowbit is not None:
+            source, sd = _optim_state._entries(state_dict)
+            updates = _optim_state.check_groups(self, sd, source)
+            _lowbit_state.load_state_dict(self, sd, source)
+            for group, upd in zip(self.param_groups, updates):
+                group.update(upd)
+        else:
+            _optim_state.load_state_dict(self, state_dict)
         self._plan_key = None  # the plans refer to the old buffers
         self._plans.clear()
+
+    # ------------------------------------------------------------------ for wrappers
+    def param_arrays(self) -> list:
+        """The parameter arrays over all groups in order (a parameter object's `.data`)."""
+        return [p.data if _is_param_object(p) else p
+                for g in self.param_groups for p in g["params"]]
+
+    def resolve_grads(self, grads=None) -> list:
+        """The gradients step(grads) would use, aligned with param_arrays(): `grads` (one entry
+        per parameter) or, when None, each parameter object's `.grad`."""
+        entries = [p for g in self.param_groups for p in g["params"]]
+        if grads is None:
+            if not all(_is_param_object(p) for p in entries):
+                raise ValueError("grads is required when params are arrays (no .grad to read)")
+            return [p.grad for p in entries]
+        grads = list(grads)
+        if len(grads) != len(entries):
+            raise ValueError(f"grads must have one entry per parameter ({len(entries)}); "
+                             f"got {len(grads)}")
+        return grads
+
+    def check_step(self, grads=None) -> list:
+        """Raise what step(grads) would raise on bad gradients or hyperparameters, before
+        anything is computed; returns resolve_grads(grads). Changes no parameter, state value
+        or step count (the state buffers a step uses may be allocated, as step would)."""
+        grads = self.resolve_grads(grads)
+        self._current_plan(self.param_arrays(), grads)
+        return grads
+
+    def clone(self, params):
+        """A new optimizer of this class, options and backend over `params` (as the constructor
+        takes them; group dicts override hyperparameters), with fresh state."""
+        new = copy.copy(self)  # keeps a subclass's options outside the groups (Adagrad's initial)
+        lowbit = None if self._lowbit is None else self._lowbit.cfg
+        _Optimizer.__init__(new, params, self.defaults, backend=self._backend, lowbit=lowbit)
+        return new
+
+    def state_names(self, group: int | None = None) -> tuple:
+        """Names of the state buffers (state_dict's `state.<k>.<name>`) in kernel order: all
+        this optimizer can hold, or those a step of param_groups[group] uses."""
+        return self._slots if group is None else self._active(self.param_groups[group])
+
+    def state_nbytes(self) -> int:
+        """Bytes of state buffers held (they are allocated by the first step), low-bit state
+        and master copies included."""
+        if self._lowbit is not None:
+            return self._lowbit.nbytes()
+        return sum(grp.nbytes() for grp in self._groups)
+
+    def check_state_dict(self, state_dict) -> list:
+        """Raise what load_state_dict would raise, changing nothing; returns per group the
+        hyperparameters loading it would set."""
+        source, sd = _optim_state._entries(state_dict)
+        if self._lowbit is not None:
+            updates = _optim_state.check_groups(self, sd, source)
+            _lowbit_state.check_state_dict(self, sd, source)
+            return updates
+        return _optim_state.check(self, sd, source)
 
     # ------------------------------------------------------------------ internals
     @staticmethod
@@ -145,22 +257,6 @@ class _Optimizer:
         if any(isinstance(p, dict) for p in params):
             raise TypeError("params must be all arrays/parameter objects or all group dicts")
         return [{"params": params}]
-
-    def _param_arrays(self):
-        return [p.data if _is_param_object(p) else p
-                for g in self.param_groups for p in g["params"]]
-
-    def _grads(self, grads):
-        entries = [p for g in self.param_groups for p in g["params"]]
-        if grads is None:
-            if not all(_is_param_object(p) for p in entries):
-                raise ValueError("grads is required when params are arrays (no .grad to read)")
-            return [p.grad for p in entries]
-        grads = list(grads)
-        if len(grads) != len(entries):
-            raise ValueError(f"grads must have one entry per parameter ({len(entries)}); "
-                             f"got {len(grads)}")
-        return grads
 
     def _group_scalars(self, gi, step):
         try:
@@ -179,7 +275,10 @@ class _Optimizer:
         key = (tuple(map(id, params)), tuple(map(id, grads)), hyper)
         if key != self._plan_key:
             if key not in self._plans:
-                plan = self._build_plan(params, grads)  # raises before anything changes
+                if self._lowbit is not None:
+                    plan = _lowbit_state.plan(self, params, grads)
+                else:
+                    plan = self._build_plan(params, grads)  # raises before anything changes
                 if len(self._plans) >= PLAN_CACHE:
                     del self._plans[next(iter(self._plans))]  # the oldest
                 self._plans[key] = (plan, (params, grads))
@@ -244,11 +343,15 @@ class SGD(_Optimizer):
     """SGD with optional (Nesterov) momentum, L2 (`weight_decay`) and L1 (`l1`) terms."""
 
     _slots, _kernel = ("momentum_buffer",), _ops.SGD_UPDATE
+    _lowbit_kernel = _lowbit_ops.SGD_LOWBIT
 
     def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0, l1=0.0, *,
-                 backend=None):
+                 backend=None, state_dtype="float32", master_weights=False,
+                 stochastic_rounding=False, seed=0, min_8bit_size=4096):
+        lowbit = _lowbit_state.config(state_dtype, master_weights, stochastic_rounding, seed,
+                                      min_8bit_size)
         super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov,
-                                      weight_decay=weight_decay, l1=l1), backend)
+                                      weight_decay=weight_decay, l1=l1), backend, lowbit)
 
     def _active(self, group):
         return self._slots if group["momentum"] > 0 else ()
@@ -257,6 +360,13 @@ class SGD(_Optimizer):
         return _ops.sgd_scalars(group["lr"], group["momentum"], group["nesterov"],
                                  group["weight_decay"], group["l1"])
 
+    def _lowbit_slots(self, group):
+        return (("momentum_buffer", True),) if group["momentum"] > 0 else ()
+
+    def _lowbit_scalars(self, group, step):
+        return _lowbit_ops.sgd_scalars(group["lr"], group["momentum"], group["nesterov"],
+                                       group["weight_decay"], group["l1"])
+
 
 class Adagrad(_Optimizer):
     """AdaGrad (Duchi et al. 2011) as torch.optim.Adagrad without lr decay."""
@@ -264,7 +374,13 @@ class Adagrad(_Optimizer):
     _slots, _kernel = ("sum",), _ops.ADAGRAD_UPDATE
 
     def __init__(self, params, lr, eps=1e-10, weight_decay=0.0, l1=0.0, eps_inside_sqrt=False,
-                 initial_accumulator_value=0.0, *, backend=None):
+                 initial_accumulator_value=0.0, *, backend=None, state_dtype="float32"):
+        if state_dtype != "float32":
+            raise ValueError(
+                f"Adagrad has no low-bit state (state_dtype={state_dtype!r}): its accumulator only "
+                "grows by g^2, and after a few hundred steps each g^2 is below half a step of an "
+                "8-bit or bfloat16 code relative to the sum, so the sum would stop growing and the "
+                "step size stop shrinking. Use state_dtype='float32', or Adam / RMSprop.")
         check_real("initial_accumulator_value", initial_accumulator_value, lo=0.0)
         self._initial = float(initial_accumulator_value)
         super().__init__(params, dict(lr=lr, eps=eps, weight_decay=weight_decay, l1=l1,
@@ -272,6 +388,10 @@ class Adagrad(_Optimizer):
 
     def _fill_value(self, name):
         return self._initial
+
+    def _lowbit_slots(self, group):
+        raise ValueError("Adagrad takes float32 / float64 params only (no bfloat16 / float16 "
+                         "params: see state_dtype above for why it has no low-bit path)")
 
     def _scalars(self, group, step):
         return _ops.adagrad_scalars(group["lr"], group["eps"], group["eps_inside_sqrt"],
@@ -282,12 +402,17 @@ class RMSprop(_Optimizer):
     """RMSprop as torch.optim.RMSprop: optional momentum and centered variants."""
 
     _slots, _kernel = ("square_avg", "momentum_buffer", "grad_avg"), _ops.RMSPROP_UPDATE
+    _lowbit_kernel = _lowbit_ops.RMSPROP_LOWBIT
 
     def __init__(self, params, lr, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
-                 centered=False, l1=0.0, eps_inside_sqrt=False, *, backend=None):
+                 centered=False, l1=0.0, eps_inside_sqrt=False, *, backend=None,
+                 state_dtype="float32", master_weights=False, stochastic_rounding=False, seed=0,
+                 min_8bit_size=4096):
+        lowbit = _lowbit_state.config(state_dtype, master_weights, stochastic_rounding, seed,
+                                      min_8bit_size)
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                                       momentum=momentum, centered=centered, l1=l1,
-                                      eps_inside_sqrt=eps_inside_sqrt), backend)
+                                      eps_inside_sqrt=eps_inside_sqrt), backend, lowbit)
 
     def _active(self, group):
         return tuple(n for n, on in zip(self._slots, (True, group["momentum"] > 0,
@@ -298,20 +423,37 @@ class RMSprop(_Optimizer):
                                      group["eps_inside_sqrt"], group["momentum"], group["centered"],
                                      group["weight_decay"], group["l1"])
 
+    def _lowbit_slots(self, group):
+        if group["centered"] and self._lowbit.cfg.state_dtype == "int8":
+            raise ValueError("centered=True is not supported with state_dtype='int8': s - ga^2 of "
+                             "two 8-bit estimates (a few % error each) goes negative where the "
+                             "variance is small, and the step is NaN; use 'bfloat16' state")
+        return tuple((n, n != "square_avg") for n, on in zip(
+            self._slots, (True, group["momentum"] > 0, bool(group["centered"]))) if on)
+
+    def _lowbit_scalars(self, group, step):
+        return _lowbit_ops.rmsprop_scalars(group["lr"], group["alpha"], group["eps"],
+                                           group["eps_inside_sqrt"], group["momentum"],
+                                           group["centered"], group["weight_decay"], group["l1"])
+
 
 class Adam(_Optimizer):
     """Adam (Kingma & Ba 2015) with coupled L2 `weight_decay`, `l1`, AMSGrad and the
     lecture-notes eps placement as options."""
 
     _slots, _kernel = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"), _ops.ADAM_UPDATE
+    _lowbit_kernel = _lowbit_ops.ADAM_LOWBIT
     _decoupled = False
 
     def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, l1=0.0,
-                 amsgrad=False, eps_inside_sqrt=False, *, backend=None):
+                 amsgrad=False, eps_inside_sqrt=False, *, backend=None, state_dtype="float32",
+                 master_weights=False, stochastic_rounding=False, seed=0, min_8bit_size=4096):
         betas = tuple(betas) if isinstance(betas, (list, tuple)) else betas  # checked in _scalars
+        lowbit = _lowbit_state.config(state_dtype, master_weights, stochastic_rounding, seed,
+                                      min_8bit_size)
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       l1=l1, amsgrad=amsgrad, eps_inside_sqrt=eps_inside_sqrt),
-                         backend)
+                         backend, lowbit)
 
     def _active(self, group):
         return self._slots if group["amsgrad"] else self._slots[:2]
@@ -328,6 +470,18 @@ class Adam(_Optimizer):
                                   group["eps_inside_sqrt"], group["weight_decay"], group["l1"],
                                   self._decoupled, group["amsgrad"])
 
+    def _lowbit_slots(self, group):
+        if group["amsgrad"]:
+            raise ValueError("amsgrad=True is not supported with low-bit state or bfloat16 / "
+                             "float16 params (its running max would be re-rounded every step)")
+        return (("exp_avg", True), ("exp_avg_sq", False))
+
+    def _lowbit_scalars(self, group, step):
+        b1, b2 = group["betas"]
+        return _lowbit_ops.adam_scalars(step, group["lr"], b1, b2, group["eps"],
+                                        group["eps_inside_sqrt"], group["weight_decay"],
+                                        group["l1"], self._decoupled)
+
 
 class AdamW(Adam):
     """AdamW (Loshchilov & Hutter 2019): weight decay decoupled from the gradient,
@@ -336,6 +490,9 @@ class AdamW(Adam):
     _decoupled = True
 
     def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, l1=0.0,
-                 amsgrad=False, eps_inside_sqrt=False, *, backend=None):
+                 amsgrad=False, eps_inside_sqrt=False, *, backend=None, state_dtype="float32",
+                 master_weights=False, stochastic_rounding=False, seed=0, min_8bit_size=4096):
         super().__init__(params, lr, betas, eps, weight_decay, l1, amsgrad, eps_inside_sqrt,
-                         backend=backend)
+                         backend=backend, state_dtype=state_dtype, master_weights=master_weights,
+                         stochastic_rounding=stochastic_rounding, seed=seed,
+                         min_8bit_size=min_8bit_size)

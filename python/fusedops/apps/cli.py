@@ -220,6 +220,9 @@ def _train_args(p):
     p.add_argument("--threads", type=_positive_int, help="threads of the CPU backends")
     p.add_argument("--save", metavar="FILE.npz", help="save the trained model (fusedops.nn.load)")
     p.add_argument("--quiet", action="store_true", help="no line per epoch")
+    p.add_argument("--shard-state", action="store_true",
+                   help="under mpiexec -n N: shard the optimizer state across the processes "
+                        "(ZeRO-1); training is data-parallel under mpiexec either way")
 
 
 def _train_run(args):

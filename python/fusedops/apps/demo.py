@@ -1,6 +1,6 @@
 """`fusedops demo`, the main job: the machine (`fusedops info`), then the digits MLP, a
-denoising autoencoder, L1 against L2, the optimizers on the course's quadratic, and a short
-profile, each printing its results as it goes; figures and `summary.json` (every figure's
+denoising autoencoder, L1 against L2, the optimizers on the course's quadratic, 8-bit optimizer
+state and bfloat16 parameters (demo_lowbit.py), and a short profile, each printing its results as it goes; figures and `summary.json` (every figure's
 numbers) go to a report folder. The GPU is used when one is present, the CPU otherwise.
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import backends
+from . import demo_lowbit
 from . import demo_sections as s
 from .demo_sections import QUADRATIC, optimizer_trajectories
 
@@ -25,6 +26,7 @@ FIGURES = {
     "optimizer_trajectories": "optimizer_trajectories.png",
     "weights_l1_l2": "weights_l1_l2.png",
     "throughput": "throughput.png",
+    "low_precision": demo_lowbit.FIGURE,
 }
 
 
@@ -87,8 +89,9 @@ def run_demo(out_dir="fusedops-report", *, quick: bool = False, backend=None, se
     rep.summary.update(quick=quick, seed=seed, nn_backend=nn_backend)
     steps = [("machine", s.machine), ("digits MLP", s.digits_mlp), ("denoising autoencoder",
              s.denoising), ("L1 against L2", s.l1_l2), ("optimizers on " + QUADRATIC,
-             s.trajectories), ("profile", s.profile_section)]
-    training = (s.digits_mlp, s.denoising, s.l1_l2)
+             s.trajectories), ("8-bit state and bfloat16 parameters", demo_lowbit.section),
+             ("profile", s.profile_section)]
+    training = (s.digits_mlp, s.denoising, s.l1_l2, demo_lowbit.section)
     for title, fn in steps:
         rep.section(title)
         t = time.perf_counter()

@@ -4,9 +4,15 @@ digits or on a .npz file, print the epochs and the test result, optionally save 
 A .npz holds `X` (n, features) and, for an MLP, `y` (integer class labels, or floats for
 regression); `X_test` / `y_test` are used as the test set when present, else 20% of the rows
 are held out (stratified by class for labels).
+
+Under `mpiexec -n N` (N > 1) training is data-parallel over MPI.COMM_WORLD
+(fusedops.distributed): every process loads the same data, each global batch is split across
+them, rank 0 prints and saves.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from pathlib import Path
 
@@ -78,26 +84,50 @@ def _build(args, X, y):
                task=task, seed=args.seed, backend=args.backend)
 
 
+MPI_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
+
+
+def launched_by_mpi() -> bool:
+    """True when an MPI launcher started this process among others (MPICH / Intel MPI set
+    PMI_SIZE, Open MPI OMPI_COMM_WORLD_SIZE): mpi4py is imported only then."""
+    return any(os.environ.get(v, "1").isdigit() and int(os.environ.get(v, "1")) > 1
+               for v in MPI_SIZE_VARS)
+
+
 def train(args) -> int:
     """Run `fusedops train` for parsed arguments; DataError / ValueError become usage errors
     in cli.py."""
+    comm, guard = None, contextlib.nullcontext()
+    if launched_by_mpi():
+        from ..distributed import abort_on_error, resolve_comm
+
+        comm = resolve_comm()
+        guard = abort_on_error(comm)  # a failure on one rank alone ends the job, no hang
+    elif getattr(args, "shard_state", False):
+        raise DataError("--shard-state shards the optimizer state across MPI processes: launch "
+                        "with mpiexec -n N (N > 1)")
+    root = comm is None or comm.Get_rank() == 0
+    say = print if root else (lambda *a, **k: None)
     Xtr, Xte, ytr, yte = load_data(args.data, args.model, args.seed)
     model = _build(args, Xtr, ytr)
-    print(f"{type(model).__name__} on {model.backend}: {model.n_params} parameters, "
-          f"{len(Xtr)} training rows, {len(Xte)} test rows", flush=True)
+    where = f", {comm.Get_size()} MPI processes" if comm is not None else ""
+    say(f"{type(model).__name__} on {model.backend}: {model.n_params} parameters, "
+        f"{len(Xtr)} training rows, {len(Xte)} test rows{where}", flush=True)
     val = {"validation_split": args.validation_split} if args.validation_split else {}
-    t0 = time.perf_counter()
-    hist = model.fit(Xtr, ytr if args.model == "mlp" else None, epochs=args.epochs,
-                     batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, l1=args.l1,
-                     l2=args.l2, early_stopping=args.early_stopping,
-                     verbose=0 if args.quiet else 2, **val)
-    secs = time.perf_counter() - t0
-    if hist.stopped_epoch:
-        print(f"early stopping at epoch {hist.stopped_epoch}; restored epoch {hist.best_epoch}")
-    ev = model.evaluate(Xte, yte if args.model == "mlp" else None)
-    text = ", ".join(f"{k} {v:.4f}" for k, v in ev.items())
-    print(f"trained {len(hist.epoch)} epochs in {secs:.1f} s; test {text}", flush=True)
-    if args.save:
-        model.save(args.save)
-        print(f"saved to {args.save}")
+    dist = {"comm": comm, "shard_state": getattr(args, "shard_state", False)} if comm else {}
+    with guard:
+        t0 = time.perf_counter()
+        hist = model.fit(Xtr, ytr if args.model == "mlp" else None, epochs=args.epochs,
+                         batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                         l1=args.l1, l2=args.l2, early_stopping=args.early_stopping,
+                         verbose=0 if args.quiet else 2, **val, **dist)
+        secs = time.perf_counter() - t0
+        if hist.stopped_epoch:
+            say(f"early stopping at epoch {hist.stopped_epoch}; restored epoch {hist.best_epoch}")
+        ev = model.evaluate(Xte, yte if args.model == "mlp" else None)
+        text = ", ".join(f"{k} {v:.4f}" for k, v in ev.items())
+        say(f"trained {len(hist.epoch)} epochs in {secs:.1f} s; test {text}", flush=True)
+        if args.save and root:
+            model.save(args.save)
+            say(f"saved to {args.save}")
     return 0

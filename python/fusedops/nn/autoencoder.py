@@ -114,13 +114,16 @@ class Autoencoder(Model):
         kind, level = self.noise
         step = self.noise_step
         self.noise_step += 1
+        # a part of a batch split across processes draws the noise of its rows of the whole batch
+        lo, total = self._batch_part or (0, xb.shape[0])
         if kind == "masking":
             y, _ = ops.dropout_forward(xb, level, seed=self.noise_seed, offset=step, mode="classic",
                                        training=True, out=self.xp.empty_like(xb), return_mask=False,
-                                       backend=self.backend)
+                                       backend=self.backend, start=lo * xb.shape[1])
             return self.xp.asarray(y)
         rng = np.random.default_rng([self.noise_seed, step])  # host RNG: the same noise on every backend
-        return xb + self.xp.asarray(rng.standard_normal(xb.shape, dtype=self.dtype) * self.dtype.type(level))
+        noise = rng.standard_normal((total, xb.shape[1]), dtype=self.dtype)[lo:lo + xb.shape[0]]
+        return xb + self.xp.asarray(noise * self.dtype.type(level))
 
     def _decode_out(self, z):
         out = self.decoder.forward(z)

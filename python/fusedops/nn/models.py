@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..checks import check_int
-from .fused_layers import BatchNorm1d
+from .fused_layers import BatchNorm1d, Dropout
 from .layers import Linear, Sequential
 from .parameter import FlatParameters, array_module, resolve_nn_backend, to_host
 from .registry import register_model
@@ -55,6 +55,8 @@ class Model:
             first.input_grad = False  # nobody needs d(loss)/d(input): skip that product
         self.optimizer, self.optimizer_name = None, None
         self.epochs_trained = 0
+        self._batch_part = None  # (first row, rows of the whole batch) while training on a part
+        self._state_on_root = False  # set after fit(..., shard_state=True) on ranks other than 0
 
     @staticmethod
     def param_count(config: dict) -> int | None:
@@ -128,18 +130,31 @@ class Model:
             layer.running_var[...] = v
 
     def _bn_layers(self):
+        return self._layers_of(BatchNorm1d)
+
+    def _layers_of(self, cls):
         def walk(seq):
             for layer in seq:
                 if isinstance(layer, Sequential):
                     yield from walk(layer)
-                elif isinstance(layer, BatchNorm1d):
+                elif isinstance(layer, cls):
                     yield layer
         return list(walk(self.net))
+
+    def _set_batch_part(self, part) -> None:
+        """Train on rows [first, first + len) of a batch of `rows` rows (part = (first, rows)),
+        or on whole batches (None): dropout masks and input noise follow the row index."""
+        self._batch_part = part
+        for layer in self._layers_of(Dropout):
+            layer.start_row = 0 if part is None else part[0]
 
     def set_optimizer(self, optimizer="adam", *, lr=None, l1: float = 0.0, l2: float = 0.0):
         """Set (or update, when of the same kind) the optimizer `fit` and `train_step` use;
         the arguments are those of `fit`. Returns it."""
-        self.optimizer, self.optimizer_name = make_optimizer(self, optimizer, lr, l1, l2)
+        opt, name = make_optimizer(self, optimizer, lr, l1, l2)
+        if opt is not self.optimizer:
+            self._state_on_root = False
+        self.optimizer, self.optimizer_name = opt, name
         return self.optimizer
 
     def _step(self, xb, yb):
@@ -165,7 +180,8 @@ class Model:
     def fit(self, X, y=None, *, epochs: int, batch_size: int = 32, optimizer="adam", lr=None,
             l1: float = 0.0, l2: float = 0.0, validation_data=None, validation_split: float = 0.0,
             early_stopping: int | None = None, shuffle: bool = True, seed: int | None = None,
-            verbose: int = 0, threads: int | None = None, l2_per_batch: float = 0.0, callback=None):
+            verbose: int = 0, threads: int | None = None, l2_per_batch: float = 0.0, callback=None,
+            comm=None, shard_state: bool = False):
         """Train with mini-batches; returns a `History`.
 
         optimizer: "sgd" | "adagrad" | "rmsprop" | "adam" | "adamw" (lr defaults to 0.01 for
@@ -181,11 +197,22 @@ class Model:
         added to each batch's summed loss, i.e. weight decay l2_per_batch/n for a batch of n rows,
         and the reported loss includes it. callback(model, history), called after each epoch
         (after validation), stops training by returning True.
+
+        comm: an mpi4py communicator (e.g. MPI.COMM_WORLD under `mpiexec -n N`) for data-
+        parallel training (needs fusedops[mpi]): every rank passes the same data; each global
+        batch of `batch_size` rows is split across the ranks, and the result equals one
+        process's training up to float summation order (dropout masks, noise and batch-norm
+        statistics are those of the whole batch). Decisions (validation, early stopping) are
+        identical on every rank; only rank 0 prints. shard_state=True shards the optimizer
+        state (ZeRO-1); after fit rank 0 holds all of it, so `save` there writes a complete
+        checkpoint; n in l2_per_batch is the global batch's rows, and training stops when the
+        callback returns True on any rank. See fusedops.distributed.
         """
         return _fit(self, X, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, l1=l1,
                     l2=l2, validation_data=validation_data, validation_split=validation_split,
                     early_stopping=early_stopping, shuffle=shuffle, seed=seed, verbose=verbose,
-                    threads=threads, l2_per_batch=l2_per_batch, callback=callback)
+                    threads=threads, l2_per_batch=l2_per_batch, callback=callback, comm=comm,
+                    shard_state=shard_state)
 
     # ------------------------------------------------------------------ inference
     def _forward_eval(self, X, fn=None):
@@ -215,6 +242,9 @@ class Model:
         """Architecture, weights, BN statistics, optimizer state and RNG offsets in one .npz."""
         from .serialization import save
 
+        if self._state_on_root:
+            raise RuntimeError("after fit(..., shard_state=True) this rank holds no optimizer "
+                               "state (rank 0 gathered all of it): save the model on rank 0")
         save(self, path)
 
     @classmethod

@@ -102,7 +102,8 @@ def load(path, *, backend=None):
         layers = check.decode(meta["layers"], "layers")
         check.like(model.net.state(), layers, "layers")
         persist = check.persist(model, check.decode(meta["persist"], "persist"), PERSIST)
-        classes = {name: getattr(optim, name) for name in optim.__all__ if name != "flatten"}
+        classes = {name: c for name in optim.__all__ if isinstance(c := getattr(optim, name), type)
+                   and issubclass(c, optim._Optimizer)}
         o = check.optimizer(meta["optimizer"], len(model.flat.params), classes, OPTIMIZERS)
         state = None if o is None else check.decode(o[3], "optimizer.state")
     model.flat.data[...] = model.xp.asarray(params.astype(model.dtype))
@@ -112,10 +113,11 @@ def load(path, *, backend=None):
     if o is not None:
         opt_cls, name, groups, _ = o
         groups = [{"params": [model.flat.params[i] for i in g]} for g in groups]
-        opt = opt_cls(groups, lr=1.0, backend=model.backend)  # lr etc. come with the state
         if not isinstance(state, dict):
             raise check.fail("optimizer.state", f"must be a dict; got {type(state).__name__}")
         try:
+            opt = opt_cls(groups, lr=1.0, backend=model.backend,  # lr etc. come with the state
+                          **optim.lowbit_options(state))
             opt.load_state_dict(state)
         except (TypeError, ValueError) as exc:
             raise check.fail("optimizer.state", str(exc)) from None

@@ -1,7 +1,12 @@
 """The fit loop: shuffled mini-batches, one fused optimizer step per batch, validation,
-early stopping with restoration of the best weights, a tqdm bar, and the History it returns."""
+early stopping with restoration of the best weights, a tqdm bar, and the History it returns.
+
+The loop talks to a context for what depends on where it runs: `Local` here (one process);
+fusedops.distributed supplies the MPI one (each rank trains on its part of every batch; sums
+and decisions are reduced so that every rank takes the same path)."""
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -11,7 +16,7 @@ import numpy as np
 from ..checks import check_int, check_real
 from .threads import auto_threads, limit_threads
 
-__all__ = ["History", "fit", "make_optimizer", "OPTIMIZERS", "DEFAULT_LR"]
+__all__ = ["History", "fit", "make_optimizer", "batches", "Local", "OPTIMIZERS", "DEFAULT_LR"]
 
 OPTIMIZERS = {"sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop", "adam": "Adam", "adamw": "AdamW"}
 DEFAULT_LR = {"sgd": 0.01, "adagrad": 0.01, "rmsprop": 1e-3, "adam": 1e-3, "adamw": 1e-3}
@@ -78,7 +83,7 @@ def make_optimizer(model, optimizer, lr, l1, l2):
     return cls(model.param_groups(weight_decay=l2, l1=l1), lr=lr, backend=model.backend), name
 
 
-def _batches(n, batch_size, order):
+def batches(n, batch_size, order):
     """Index arrays of the mini-batches; a last batch of one row joins the previous one
     (batch norm cannot train on a single row)."""
     starts = list(range(0, n, batch_size))
@@ -124,23 +129,71 @@ def _split(model, X, y, validation_data, validation_split):
     return X, y, None
 
 
+class Local:
+    """The training loop's context in one process (the MPI one: fusedops.distributed)."""
+
+    root = True
+
+    def checks(self):
+        """Wraps the argument and data checks (the MPI context agrees on them collectively)."""
+        return contextlib.nullcontext()
+
+    def threads(self, model, threads):
+        return auto_threads(model, threads)
+
+    def training(self, model, X, y, val):
+        """Wraps the loop (the MPI context sets up the distributed optimizer there)."""
+        return contextlib.nullcontext()
+
+    def step(self, model, X, y, idx, penalty):
+        """One step on rows idx: returns ((loss + penalty) * rows, output, targets) for the
+        epoch sums (penalty: l2_per_batch's term, 0.0 without)."""
+        yb = model.xp.asarray(y[idx])
+        loss, out = model._step(model.xp.asarray(X[idx]), yb)
+        return (loss + penalty) * len(idx), out, yb
+
+    def totals(self, loss_sum, correct):
+        return float(loss_sum), float(correct)
+
+    def any(self, flag: bool) -> bool:
+        """A decision every process takes alike (the MPI context: true on any rank)."""
+        return flag
+
+    def evaluate(self, model, X, y):
+        return model.evaluate(X, y)
+
+
 def fit(model, X, y=None, *, epochs, batch_size=32, optimizer="adam", lr=None, l1=0.0, l2=0.0,
         validation_data=None, validation_split=0.0, early_stopping=None, shuffle=True, seed=None,
-        verbose=0, threads=None, l2_per_batch=0.0, callback=None) -> History:
+        verbose=0, threads=None, l2_per_batch=0.0, callback=None, comm=None,
+        shard_state=False) -> History:
     """Train `model` (see Model.fit for the arguments). Returns the History."""
-    l2_per_batch = _check_hooks(optimizer, l2, l2_per_batch, callback)
-    epochs = check_int("epochs", epochs, lo=0)
-    batch_size = check_int("batch_size", batch_size, lo=1)
-    patience = None if early_stopping is None else check_int("early_stopping", early_stopping, lo=0)
-    verbose = _verbosity(verbose)
-    seed = model.seed if seed is None else check_int("seed", seed, lo=0)
-    X = model._check_X(X, "X")
-    y = model._check_y(y, X, "y")
-    X, y, val = _split(model, X, y, validation_data, validation_split)
-    threads = auto_threads(model, threads)
-    model.set_optimizer(optimizer, lr=lr, l1=l1, l2=l2)
-    with limit_threads(threads):
-        return _loop(model, X, y, val, epochs, batch_size, patience, shuffle, seed, verbose,
+    if comm is None:
+        if shard_state is not False:
+            raise ValueError("shard_state applies to distributed training: pass comm= too")
+        if (model._state_on_root and isinstance(optimizer, str)
+                and optimizer.lower() == model.optimizer_name):
+            raise RuntimeError("after fit(..., shard_state=True) the optimizer state is on rank 0: "
+                               "continue with fit(..., comm=...) on every rank")
+        ctx = Local()
+    else:  # the adapter (fusedops[mpi]), through the package's lazy door: the core has no
+        import fusedops  # import statement of an adapter, and mpi4py loads only when asked for
+
+        ctx = fusedops.distributed.training_context(comm, shard_state)
+    with ctx.checks():
+        l2_per_batch = _check_hooks(optimizer, l2, l2_per_batch, callback)
+        epochs = check_int("epochs", epochs, lo=0)
+        batch_size = check_int("batch_size", batch_size, lo=1)
+        patience = None if early_stopping is None else check_int("early_stopping", early_stopping, lo=0)
+        verbose = _verbosity(verbose) if ctx.root else 0
+        seed = model.seed if seed is None else check_int("seed", seed, lo=0)
+        X = model._check_X(X, "X")
+        y = model._check_y(y, X, "y")
+        X, y, val = _split(model, X, y, validation_data, validation_split)
+        threads = ctx.threads(model, threads)
+        model.set_optimizer(optimizer, lr=lr, l1=l1, l2=l2)
+    with limit_threads(threads), ctx.training(model, X, y, val):
+        return _loop(model, ctx, X, y, val, epochs, batch_size, patience, shuffle, seed, verbose,
                      l2_per_batch, callback)
 
 
@@ -160,16 +213,17 @@ def _batch_l2(model, groups, l2, n):
     """scikit-learn's `alpha`: the penalty l2/2*||W||^2 joins each batch's *summed* loss, so the
     gradient of the mean loss gains (l2/n)*W, the fused step's weight decay for this batch, and
     the batch loss gains l2/(2n)*||W||^2 (W before the step; the decayed weights lead the flat
-    buffer). Returns that term, on the device for cuda."""
+    buffer). Returns that term, on the device for cuda. n is the whole batch's rows (under MPI
+    too: every rank holds the same W and steps on the whole batch's gradient)."""
     for g in groups:
         g["weight_decay"] = l2 / n  # a short last batch switches between two cached plans
     w = model.flat.data[:model.flat.decay_size]
     return (w @ w) * (0.5 * l2 / n)
 
 
-def _loop(model, X, y, val, epochs, batch_size, patience, shuffle, seed, verbose, l2_per_batch=0.0,
-          callback=None):
-    xp, net, n = model.xp, model.net, len(X)
+def _loop(model, ctx, X, y, val, epochs, batch_size, patience, shuffle, seed, verbose,
+          l2_per_batch=0.0, callback=None):
+    net, n = model.net, len(X)
     hist, best, best_state, bar = History(), math.inf, None, _progress(verbose, epochs)
     decayed = [g for g in model.optimizer.param_groups
                if l2_per_batch and any(getattr(p, "decay", True) for p in g["params"])]
@@ -180,26 +234,26 @@ def _loop(model, X, y, val, epochs, batch_size, patience, shuffle, seed, verbose
             order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
             net.train()
             loss_sum, correct = 0.0, 0.0
-            for idx in _batches(n, batch_size, order):
-                yb = xp.asarray(y[idx])
+            for idx in batches(n, batch_size, order):
                 penalty = _batch_l2(model, decayed, l2_per_batch, len(idx)) if l2_per_batch else 0.0
-                loss, out = model._step(xp.asarray(X[idx]), yb)
-                loss_sum = loss_sum + (loss + penalty) * len(idx)  # on the device until the epoch ends
+                loss, out, yb = ctx.step(model, X, y, idx, penalty)
+                loss_sum = loss_sum + loss  # stays on the device until the epoch ends
                 if model.has_accuracy:
                     correct = correct + model._correct(out, yb)
             model.epochs_trained = epoch
             hist.epoch.append(epoch)
-            hist.loss.append(float(loss_sum) / n)
+            loss_sum, correct = ctx.totals(loss_sum, correct)
+            hist.loss.append(loss_sum / n)
             if model.has_accuracy:
-                hist.accuracy.append(float(correct) / (n * model._labels_per_row))
+                hist.accuracy.append(correct / (n * model._labels_per_row))
             if val is not None:
-                ev = model.evaluate(*val)
+                ev = ctx.evaluate(model, *val)
                 hist.val_loss.append(ev["loss"])
                 if model.has_accuracy:
                     hist.val_accuracy.append(ev["accuracy"])
             hist.time.append(time.perf_counter() - t0)
             _report(hist, bar, verbose)
-            stop = callback is not None and bool(callback(model, hist))
+            stop = ctx.any(callback is not None and bool(callback(model, hist)))
             monitored = (hist.val_loss or hist.loss)[-1]
             if monitored < best:
                 best, hist.best_epoch = monitored, epoch

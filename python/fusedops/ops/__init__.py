@@ -7,3 +7,4 @@ from .stream import *  # noqa: F401,F403
 from .optim import *  # noqa: F401,F403
 from .dropout import *  # noqa: F401,F403
 from .batchnorm import *  # noqa: F401,F403
+from . import lowbit  # noqa: F401  (fusedops.ops.lowbit.adam_step & co.: low-bit state)

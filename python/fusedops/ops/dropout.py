@@ -5,6 +5,11 @@ Element i of a C-ordered array is kept when word i % 4 of Philox4x32-10(counter 
 i//4 high, offset low, offset high), key = (seed low, seed high)) is >= round(p * 2^32). The
 mask is packed 1 bit per element, little-endian (``np.packbits(keep, bitorder="little")``).
 Use a fresh (seed, offset) pair per call, e.g. a fixed seed and a step counter as offset.
+
+`start` shifts the stream: element j of the array draws stream index i = start + j (the mask
+is still the array's own, bit j % 8 of byte j // 8). A slice that starts at flat index `start`
+of a larger array therefore gets exactly the bits it has in the whole array: how the rows of a
+batch split across processes each draw the mask one process would have drawn.
 """
 from __future__ import annotations
 
@@ -54,6 +59,16 @@ def _mask_len(n: int) -> int:
     return (n + 7) // 8
 
 
+def _check_start(start, n: int) -> int:
+    """The stream index of the first element: an integer with start + n <= 2^64 (every
+    element's index, and so its Philox counter, is a 64-bit value)."""
+    start = check_int("start", start, lo=0, hi=_U64_MAX)
+    if start + n > _U64_MAX + 1:
+        raise ValueError(f"start + size must be <= 2**64 (each element's stream index is 64-bit); "
+                         f"got start={start} for {n} elements")
+    return start
+
+
 def philox4x32(counter, key, *, backend=None) -> np.ndarray:
     """Philox4x32-10 (Salmon et al., SC'11) of host counters (..., 4) under keys (2,) or
     (..., 2): integer arrays with values in [0, 2^32). Returns uint32 words (..., 4)."""
@@ -79,14 +94,15 @@ def philox4x32(counter, key, *, backend=None) -> np.ndarray:
 
 
 def dropout_forward(x, p, *, seed, offset=0, mode="inverted", training=True, out=None,
-                    return_mask=True, backend=None):
+                    return_mask=True, backend=None, start=0):
     """Dropout of x (any shape, C-contiguous float32/float64, host or GPU) with drop rate p.
 
     Training: inverted mode ``y = x * keep / (1-p)``, classic ``y = x * keep``; returns
     ``(y, mask)`` with the packed uint8 mask (ceil(x.size/8),), or None if return_mask is False.
     Eval (training=False): inverted ``y = x``, classic ``y = (1-p) * x``; the mask is None.
     seed and offset are integers in [0, 2^64). y goes to `out` when given (same shape and
-    dtype as x, not overlapping it).
+    dtype as x, not overlapping it). start: the stream index of x's first element (see the
+    module docstring; start + x.size <= 2^64).
     """
     be = resolve_backend(backend, x, out)
     info = check_array("x", x)
@@ -94,6 +110,8 @@ def dropout_forward(x, p, *, seed, offset=0, mode="inverted", training=True, out
     seed, offset = _check_seed("seed", seed), _check_seed("offset", offset)
     mode = _check_mode(mode)
     training, return_mask = check_bool("training", training), check_bool("return_mask", return_mask)
+    n = math.prod(info.shape)
+    start = _check_start(start, n)
     if out is not None:
         check_like("out", out, "x", x, writable=True)
         check_no_overlap({"out": out}, {"x": x})
@@ -102,19 +120,20 @@ def dropout_forward(x, p, *, seed, offset=0, mode="inverted", training=True, out
         scale = 1.0 if mode == "inverted" else 1.0 - p
         launch(be, DROPOUT_SCALE, (y, x), scalars=(scale,))
         return y, None
-    n = math.prod(info.shape)
     mask = _empty(x, (_mask_len(n),), np.uint8) if return_mask else None
     launch(be, DROPOUT_FORWARD, (y, mask, x), sizes=(n,),
-           scalars=(seed, offset, _threshold(p), _divisor(p, mode)))
+           scalars=(seed, offset, _threshold(p), _divisor(p, mode), start))
     return y, mask
 
 
 def dropout_backward(dy, *, p, mask=None, seed=None, offset=0, mode="inverted", out=None,
-                     backend=None):
+                     backend=None, start=0):
     """Gradient of dropout: ``dx = dy * keep / (1-p)`` (inverted) or ``dy * keep`` (classic).
 
     keep comes from the packed `mask` returned by dropout_forward, or, with no mask, is
-    regenerated from (seed, offset): pass one or the other. dx goes to `out` when given.
+    regenerated from (seed, offset, start): pass one or the other (a mask already holds this
+    array's own bits, so offset and start apply only when regenerating). dx goes to `out`
+    when given.
     """
     be = resolve_backend(backend, dy, mask, out)
     info = check_array("dy", dy)
@@ -133,6 +152,7 @@ def dropout_backward(dy, *, p, mask=None, seed=None, offset=0, mode="inverted", 
             raise ValueError("mask and dy must both be host arrays or both GPU arrays")
     else:
         seed, offset = _check_seed("seed", seed), _check_seed("offset", offset)
+        start = _check_start(start, n)
     if out is not None:
         check_like("out", out, "dy", dy, writable=True)
         check_no_overlap({"out": out}, {"dy": dy, "mask": mask})
@@ -142,7 +162,7 @@ def dropout_backward(dy, *, p, mask=None, seed=None, offset=0, mode="inverted", 
         launch(be, DROPOUT_BACKWARD, (dx, dy, mask), sizes=(n,), scalars=(divisor,))
     else:  # the forward kernel with no mask output: the same keep bits, applied to dy
         launch(be, DROPOUT_FORWARD, (dx, None, dy), sizes=(n,),
-               scalars=(seed, offset, _threshold(p), divisor))
+               scalars=(seed, offset, _threshold(p), divisor, start))
     return dx
 
 
@@ -155,16 +175,18 @@ def _check_shape(shape) -> tuple:
     return tuple(int(d) for d in shape)
 
 
-def dropout_mask(shape, p, *, seed, offset=0, backend=None) -> np.ndarray:
+def dropout_mask(shape, p, *, seed, offset=0, backend=None, start=0) -> np.ndarray:
     """The packed uint8 keep mask (ceil(prod(shape)/8),) that dropout_forward would use for an
-    array of this shape, as a host array, without touching any data."""
+    array of this shape (whose first element has stream index `start`), as a host array,
+    without touching any data."""
     shape = _check_shape(shape)
     be = resolve_backend(backend)
     p = check_real("p", p, lo=0.0, hi=1.0)
     seed, offset = _check_seed("seed", seed), _check_seed("offset", offset)
     n = math.prod(shape)
+    start = _check_start(start, n)
     mask = np.empty(_mask_len(n), np.uint8)
-    launch(be, DROPOUT_MASK, (mask,), sizes=(), scalars=(n, seed, offset, _threshold(p)))
+    launch(be, DROPOUT_MASK, (mask,), sizes=(), scalars=(n, seed, offset, _threshold(p), start))
     return mask
 
 

@@ -9,3 +9,5 @@ from .optim import *  # noqa: F401,F403
 from .philox import *  # noqa: F401,F403
 from .dropout import *  # noqa: F401,F403
 from .batchnorm import *  # noqa: F401,F403
+from .lowbit import *  # noqa: F401,F403
+from .batchnorm_sync import *  # noqa: F401,F403
