@@ -37,13 +37,14 @@ BN = [T + "test_batchnorm.py", T + "test_batchnorm_props.py"]
 BN_SYNC = [T + "test_batchnorm_sync.py"]
 LOWBIT = [T + "test_lowbit_kernels.py", T + "test_lowbit_reference.py"]
 C = "c-f32 or c-f64 or [c- or -c]"  # the C cases' test ids
+REF = "not numba and not cuda"  # a reference mutant: the reference tests and C against it
 STREAM = [T + "test_stream.py"]
 # file -> (tests, pytest -k expression or None, CUDA simulator?)
 MAP = {
-    "python/fusedops/reference/optim.py": (OPTIM, None, False),
-    "python/fusedops/reference/dropout.py": (DROPOUT, None, False),
-    "python/fusedops/reference/philox.py": (DROPOUT, None, False),
-    "python/fusedops/reference/batchnorm.py": (BN + BN_SYNC, None, False),
+    "python/fusedops/reference/optim.py": (OPTIM, REF, False),
+    "python/fusedops/reference/dropout.py": (DROPOUT, REF, False),
+    "python/fusedops/reference/philox.py": (DROPOUT, REF, False),
+    "python/fusedops/reference/batchnorm.py": (BN + BN_SYNC, REF, False),
     "kernels/common/optim.py": (OPTIM, "numba or cuda", False),
     "kernels/common/dropout.py": (DROPOUT, "numba", False),
     "kernels/common/philox.py": (DROPOUT, "numba", False),
@@ -63,13 +64,13 @@ MAP = {
     "csrc/philox.h": (DROPOUT, C, False),
     "csrc/batchnorm.c": (BN, C, False),
     "csrc/stream.c": (STREAM, "[c-", False),
-    "python/fusedops/reference/lowbit.py": (LOWBIT, None, False),
+    "python/fusedops/reference/lowbit.py": (LOWBIT, REF, False),
     "kernels/common/lowbit.py": (LOWBIT, "numba", False),
     "kernels/cpu/lowbit.py": (LOWBIT, "numba", False),
     "kernels/cuda/lowbit.py": (LOWBIT, "cuda", True),
     "csrc/lowbit.c": (LOWBIT, C, False),
     "csrc/lowbit.h": (LOWBIT, C, False),
-    "python/fusedops/reference/batchnorm_sync.py": (BN_SYNC, None, False),
+    "python/fusedops/reference/batchnorm_sync.py": (BN_SYNC, REF, False),
     "kernels/cpu/batchnorm_sync.py": (BN_SYNC, "numba", False),
     "kernels/cuda/batchnorm_sync.py": (BN_SYNC, "cuda", True),
     "csrc/batchnorm_sync.c": (BN_SYNC, C, False),

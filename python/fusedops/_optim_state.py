@@ -190,12 +190,16 @@ def check(opt, sd, source="state_dict") -> list:
     """Validate every entry of a float32 / float64 state_dict sd against opt; return the
     hyperparameter updates per group."""
     updates, k = check_groups(opt, sd, source), 0
+    # A state without any buffer is a released one (fusedops.distributed's ZeRO keeps only the
+    # steps in the wrapped optimizer): the moments restart from zero, as in a fresh optimizer.
+    held = any(f"state.{j}.{s}" in sd for j in range(len(opt.param_arrays())) for s in opt._slots)
     for group, grp, upd in zip(opt.param_groups, opt._groups, updates):
         idx = range(k, k + len(grp.sizes))
-        # a group's buffers exist for all its parameters or none; those its options use must
-        # exist once it has stepped (else the moments would restart from zero unnoticed)
+        # a group's buffers exist for all its parameters or none; in a state that holds buffers,
+        # those its options use must exist once it has stepped (else the moments would restart
+        # from zero unnoticed: a file missing one entry)
         need = {s for s in opt._slots for j in idx if f"state.{j}.{s}" in sd}
-        if any(sd[f"state.{j}.step"] for j in idx):
+        if held and any(sd[f"state.{j}.step"] for j in idx):
             need |= set(opt._active({**group, **upd}))
         for j, shape in zip(idx, grp.shapes):
             for slot in (s for s in opt._slots if s in need):
