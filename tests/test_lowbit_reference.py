@@ -109,7 +109,8 @@ def test_bf16_and_f16_round_to_nearest_even_like_numpy():
 
 
 @pytest.mark.parametrize("fmt", ["bfloat16", "float16"])
-@pytest.mark.parametrize("x0", [1.0 + 2**-12 + 2**-13, 3e-6, -7.77e3])  # none is a bf16 / f16
+# none is a bf16 / f16; 1.3 * 2^-35: below 2^-33, where float16's word meets the value's top bits
+@pytest.mark.parametrize("x0", [1.0 + 2**-12 + 2**-13, 3e-6, -7.77e3, 1.3 * 2**-35])
 def test_stochastic_rounding_is_unbiased(fmt, x0):
     """The mean of stochastically rounded copies of x equals x (within 5 standard errors of a
     two-point distribution between x's neighbours), and both neighbours occur."""
