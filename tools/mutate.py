@@ -205,9 +205,8 @@ def main(argv=None):
                 if args.limit > 1 else ms[:1]
         todo += ms
     workers = [Worker(out, k) for k in range(args.j)]
-    if any(m.path.startswith("csrc/") for m in todo):
-        for w in workers:
-            w.build_c()
+    for w in workers:  # every mutant's tests compare with C where they can (REF: the reference's)
+        w.build_c()
     free = list(workers)
     results = []
     with cf.ThreadPoolExecutor(args.j) as pool:
