@@ -80,6 +80,13 @@ class Params:
         self.state = [dict() for _ in range(n)]
         self.master = [None] * n
 
+    def allowed_keys(self, slots) -> set:
+        """The option entries and per-parameter entries (besides state.k.step) a state_dict of
+        this state may hold, for state slots named `slots`."""
+        return {f"lowbit.{key}" for key in self.cfg.as_dict()} | {
+            f"state.{k}.{e}" for k in range(len(self.shapes)) for e in
+            ["master", *(n + x for n in slots for x in ("", ".bfloat16", ".codes", ".scales"))]}
+
     def size(self, k) -> int:
         return int(np.prod(self.shapes[k], dtype=np.int64))
 
@@ -216,12 +223,6 @@ def options(sd, source="state_dict") -> dict:
     ValueError naming the entry for one of the wrong kind."""
     return {key: _scalar(source, sd, f"lowbit.{key}", kinds)
             for key, kinds in _OPTION_KINDS.items() if f"lowbit.{key}" in sd}
-
-
-def allowed_keys(opt) -> set:
-    """Per-parameter entries a low-bit state_dict of opt may hold (besides state.k.step)."""
-    return {f"state.{k}.{e}" for k in range(len(opt._lowbit.shapes)) for e in
-            ["master", *(n + x for n in opt._slots for x in ("", ".bfloat16", ".codes", ".scales"))]}
 
 
 def _array(source, sd, key, dtype, shape):

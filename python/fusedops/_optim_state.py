@@ -115,10 +115,7 @@ def _scalar(source, sd, key, kinds):
 def _allowed_keys(opt) -> set:
     keys = {"format", "optimizer", "n_groups"}
     if opt._lowbit is not None:  # the low-bit options and each parameter's low-bit entries
-        from . import _lowbit_state
-
-        keys.update(f"lowbit.{key}" for key in _lowbit_state.Config().as_dict())
-        keys.update(_lowbit_state.allowed_keys(opt))
+        keys.update(opt._lowbit.allowed_keys(opt._slots))
     k = 0
     for gi, group in enumerate(opt.param_groups):
         keys.add(f"group.{gi}.n_params")
