@@ -123,6 +123,10 @@ def _problem():
                                   lambda ps: optim.Adagrad(ps, lr=0.1, initial_accumulator_value=0.5)],
                          ids=["adam", "sgd", "adagrad"])
 def test_one_rank_equals_the_wrapped_optimizer(shard, make):
+    _check_wrapped_equals_plain(make, shard)
+
+
+def _check_wrapped_equals_plain(make, shard):
     runs = []
     for wrap in (False, True):
         flat, ps, gflat, gs = _problem()
@@ -136,6 +140,17 @@ def test_one_rank_equals_the_wrapped_optimizer(shard, make):
     assert set(runs[1][1]) == set(runs[0][1])
     for k, v in runs[0][1].items():
         np.testing.assert_array_equal(np.asarray(runs[1][1][k]), np.asarray(v), err_msg=k)
+
+
+def test_low_bit_state_is_allreduced_not_sharded():
+    _check_wrapped_equals_plain(lambda ps: optim.Adam(ps, lr=1e-2, state_dtype="int8",
+                                                      min_8bit_size=0), shard=False)
+    flat, ps, gflat, gs = _problem()
+    before = flat.copy()
+    with pytest.raises(ValueError, match=r"rank 0: shard_state=True \(ZeRO-1\) needs float32"):
+        fd.DistributedOptimizer(optim.Adam(ps, lr=1e-2, state_dtype="int8"), comm=MPI.COMM_SELF,
+                                shard_state=True)
+    np.testing.assert_array_equal(flat, before)
 
 
 def test_one_rank_state_dict_round_trip():

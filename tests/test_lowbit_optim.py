@@ -164,3 +164,53 @@ def test_nn_model_with_int8_state_saves_loads_and_continues_exactly(tmp_path):
     for m in (model, loaded):
         m.fit(X, y, epochs=2, batch_size=32, optimizer=m.optimizer)
     np.testing.assert_array_equal(loaded.flat.data, model.flat.data)
+
+
+# Every slot combination the low-bit path has: the kernel takes all of its optimizer's state
+# arguments, the unused ones as None (SGD without momentum, RMSprop without momentum / not
+# centered). Each optimizer must equal the ops.lowbit calls it stands for, step by step.
+OP_CASES = [
+    ("sgd", "int8", dict(lr=0.05)),
+    ("sgd", "bfloat16", dict(lr=0.05, momentum=0.9, nesterov=True)),
+    ("rmsprop", "int8", dict(lr=1e-2)),
+    ("rmsprop", "int8", dict(lr=1e-2, momentum=0.5)),
+    ("rmsprop", "bfloat16", dict(lr=1e-2, centered=True)),
+    ("adam", "int8", dict(lr=1e-2)),
+]
+OPTIMIZERS = {"sgd": optim.SGD, "rmsprop": optim.RMSprop, "adam": optim.Adam}
+
+
+def direct_state(sdt, n, signed):
+    if sdt == "int8":
+        return L.BlockQuantized.zeros(n, signed=signed)
+    return np.zeros(n, BF16)
+
+
+@pytest.mark.parametrize("name,sdt,hyper", OP_CASES, ids=lambda c: str(c))
+def test_optimizer_equals_its_op_calls(name, sdt, hyper):
+    n, c = 5000, np.linspace(0.1, 4, 5000).astype(np.float32)
+    w = params(sizes=(n,))[0]
+    w_opt, w_op = w.copy(), w.copy()
+    opt = OPTIMIZERS[name]([w_opt], state_dtype=sdt, backend=BE, **hyper)
+    kw = {k: v for k, v in hyper.items()}
+    st = {}
+    if name == "sgd" and kw.get("momentum", 0) > 0:
+        st["momentum_buf"] = direct_state(sdt, n, True)
+    if name == "rmsprop":
+        st["square_avg"] = direct_state(sdt, n, False)
+        if kw.get("momentum", 0) > 0:
+            st["momentum_buf"] = direct_state(sdt, n, True)
+        if kw.get("centered"):
+            st["grad_avg"] = direct_state(sdt, n, True)
+    if name == "adam":
+        st = {"exp_avg": direct_state(sdt, n, True), "exp_avg_sq": direct_state(sdt, n, False)}
+    func = {"sgd": L.sgd_step, "rmsprop": L.rmsprop_step, "adam": L.adam_step}[name]
+    for t in range(1, 4):
+        opt.step(quadratic_grads([w_opt], c))
+        g = quadratic_grads([w_op], c)[0]
+        extra = {"step": t} if name == "adam" else {}
+        func(w_op, g, **st, backend=BE, **extra, **kw)
+        np.testing.assert_array_equal(w_opt, w_op, err_msg=f"step {t}")
+    assert opt.state_nbytes() == sum(
+        s.codes.nbytes + s.scales.nbytes if isinstance(s, L.BlockQuantized) else s.nbytes
+        for s in st.values())

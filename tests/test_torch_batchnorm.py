@@ -118,6 +118,26 @@ def test_matches_torch_batchnorm1d(dtype, shape, config):
     assert set(ours.state_dict()) == set(tor.state_dict())
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_large_outputs_from_the_huge_page_allocator(dtype):
+    """y and dx of 4 MiB and more come from NumPy's allocator (fusedops.torch._tensors.
+    empty_like): fresh contiguous tensors of x's dtype, equal to torch's within float rounding
+    (the ulp bounds over 4097 rows are those of test_matches_torch_batchnorm1d in float32)."""
+    if dtype == torch.float32:
+        test_matches_torch_batchnorm1d(dtype, (4097, 257), "default")
+    outs = []
+    for mod in (torch.nn.BatchNorm1d(257), ft.BatchNorm1d(257)):
+        x = torch.randn(4097, 257, dtype=dtype, generator=torch.Generator().manual_seed(0),
+                        requires_grad=True)
+        y = mod.to(dtype)(x)
+        y.backward(torch.linspace(-1, 1, y.numel(), dtype=dtype).view_as(y))
+        assert y.dtype == x.grad.dtype == dtype and y.is_contiguous() and x.grad.is_contiguous()
+        assert len({x.data_ptr(), y.data_ptr(), x.grad.data_ptr()}) == 3
+        outs.append((y, x.grad))
+    for ours, theirs in zip(outs[1], outs[0]):
+        torch.testing.assert_close(ours, theirs)
+
+
 def test_eval_loads_a_trained_torch_checkpoint():
     torch.manual_seed(0)
     tor = torch.nn.BatchNorm1d(7).double()

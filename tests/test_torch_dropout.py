@@ -38,6 +38,25 @@ def test_forward_and_backward_apply_the_fusedops_mask(shape, p, seed, offset, dt
         assert torch.equal(x.grad, torch.where(keep, dy, 0.0) / scale)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_large_outputs_from_the_huge_page_allocator(dtype):
+    """Outputs of 4 MiB and more come from NumPy's allocator (fusedops.torch._tensors.empty_like):
+    still fresh, contiguous, of x's dtype, and equal to the mask; opcheck's schema and aliasing
+    checks pass on them."""
+    shape, p = (1024, 1025), 0.5
+    x = torch.randn(shape, dtype=dtype, requires_grad=True)
+    keep, _ = _keep(shape, p, 4, 9)
+    y = ft.dropout(x, p, seed=4, offset=9)
+    assert y.dtype == dtype and y.is_contiguous() and y.data_ptr() != x.data_ptr()
+    assert torch.equal(y, torch.where(keep, x.detach(), 0.0) / (1 - p))
+    dy = torch.randn(shape, dtype=dtype)
+    y.backward(dy)
+    assert x.grad.data_ptr() not in (dy.data_ptr(), y.data_ptr())
+    assert torch.equal(x.grad, torch.where(keep, dy, 0.0) / (1 - p))
+    torch.library.opcheck(dropout_op, (x, rng_tensor(4, 9), p, True, True),
+                          test_utils=("test_schema", "test_autograd_registration"))
+
+
 def test_classic_mode_and_eval():
     x = torch.randn(40, 9, dtype=torch.float64)
     keep, _ = _keep(x.shape, 0.25, 3, 1)

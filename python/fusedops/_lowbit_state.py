@@ -151,7 +151,9 @@ def plan(opt, params, grads):
             p, g = params[k], grads[k]
             if g is not None and lp.size(k):
                 lp.allocate(k, slots, p)
-                named = {f"state.{k}.{n}": (lp.state[k][n], sg) for n, sg in slots}
+                on = dict(slots)  # the kernel takes every slot; the unused ones as None
+                named = {f"state.{k}.{n}": (lp.state[k][n] if n in on else None, sg)
+                         for n, sg in opt._lowbit_kernel_slots}
                 be, pf, sf, arrays = L.prepare(p, g, lp.master[k], named,
                                                lp.cfg.stochastic_rounding, opt._backend)
                 if pf != lp.pfmt[k] or tuple(array_info("p", p).shape) != lp.shapes[k]:

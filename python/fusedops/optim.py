@@ -70,7 +70,7 @@ class _Optimizer:
 
     _slots: tuple = ()
     _kernel = None
-    _lowbit_kernel = None
+    _lowbit_kernel, _lowbit_kernel_slots = None, ()
 
     def __init__(self, params, defaults: dict, backend=None, lowbit=None):
         self.defaults = dict(defaults)
@@ -119,7 +119,8 @@ class _Optimizer:
         return 0.0
 
     def _lowbit_slots(self, group) -> tuple:
-        """((state name, signed), ...) of the low-bit path for this group's options."""
+        """((state name, signed), ...) of the low-bit path for this group's options: a subset
+        of `_lowbit_kernel_slots`, the low-bit kernel's state arguments in its order."""
         raise NotImplementedError
 
     def _lowbit_scalars(self, group, step) -> tuple:
@@ -222,6 +223,11 @@ class _Optimizer:
         lowbit = None if self._lowbit is None else self._lowbit.cfg
         _Optimizer.__init__(new, params, self.defaults, backend=self._backend, lowbit=lowbit)
         return new
+
+    def low_bit_options(self) -> dict | None:
+        """The low-bit options (state_dtype, master_weights, stochastic_rounding, seed,
+        min_8bit_size) when this optimizer runs the low-bit path, else None."""
+        return None if self._lowbit is None else self._lowbit.cfg.as_dict()
 
     def state_names(self, group: int | None = None) -> tuple:
         """Names of the state buffers (state_dict's `state.<k>.<name>`) in kernel order: all
@@ -344,6 +350,7 @@ class SGD(_Optimizer):
 
     _slots, _kernel = ("momentum_buffer",), _ops.SGD_UPDATE
     _lowbit_kernel = _lowbit_ops.SGD_LOWBIT
+    _lowbit_kernel_slots = (("momentum_buffer", True),)
 
     def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0, l1=0.0, *,
                  backend=None, state_dtype="float32", master_weights=False,
@@ -403,6 +410,7 @@ class RMSprop(_Optimizer):
 
     _slots, _kernel = ("square_avg", "momentum_buffer", "grad_avg"), _ops.RMSPROP_UPDATE
     _lowbit_kernel = _lowbit_ops.RMSPROP_LOWBIT
+    _lowbit_kernel_slots = (("square_avg", False), ("momentum_buffer", True), ("grad_avg", True))
 
     def __init__(self, params, lr, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
                  centered=False, l1=0.0, eps_inside_sqrt=False, *, backend=None,
@@ -443,6 +451,7 @@ class Adam(_Optimizer):
 
     _slots, _kernel = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"), _ops.ADAM_UPDATE
     _lowbit_kernel = _lowbit_ops.ADAM_LOWBIT
+    _lowbit_kernel_slots = (("exp_avg", True), ("exp_avg_sq", False))
     _decoupled = False
 
     def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, l1=0.0,

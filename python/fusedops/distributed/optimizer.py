@@ -49,6 +49,14 @@ class DistributedOptimizer:
             if isinstance(bucket_mb, bool) or not isinstance(bucket_mb, (int, float)) or not bucket_mb > 0:
                 raise ValueError(f"bucket_mb must be a positive number; got {bucket_mb!r}")
             self.shard_state = check_bool("shard_state", shard_state)
+            if self.shard_state and optimizer.low_bit_options() is not None:
+                raise ValueError(
+                    "shard_state=True (ZeRO-1) needs float32 / float64 optimizer state and params; "
+                    f"this optimizer runs the low-bit path ({optimizer.low_bit_options()}). Its "
+                    "8-bit state is quantized in 256-element blocks per parameter tensor, and a "
+                    "shard boundary inside a block would change the rounding and the checkpoint. "
+                    "Use shard_state=False: the allreduce path steps low-bit state (8-bit Adam "
+                    "state is already 4x smaller than float32)")
         self.optimizer, self.reduce = optimizer, reduce
         self.bucket_bytes = max(1, int(bucket_mb * 2**20))
         broadcast_parameters(optimizer.param_arrays(), comm=self.comm)

@@ -40,7 +40,7 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
 
     The training parameters (solver ... n_iter_no_change) are those of MLPClassifier and mean
     the same; the validation score of early_stopping is `score`. fusedops' extras: l1, dropout,
-    batchnorm, backend, dtype, as in MLPClassifier. Weights start from fusedops.nn's He /
+    batchnorm, backend, dtype, state_dtype, as in MLPClassifier. Weights start from fusedops.nn's He /
     Glorot initialization, seeded from random_state.
 
     Attributes: n_features_in_, feature_names_in_, n_iter_, t_, loss_, loss_curve_, best_loss_,
@@ -53,7 +53,8 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9,
                  beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, l1=0.0, dropout=0.0, batchnorm=False,
-                 backend=None, dtype="float32"):
+                 backend=None, dtype="float32",
+                 state_dtype="float32"):
         store_params(self, locals())
 
     def fit(self, X, y=None):

@@ -38,6 +38,12 @@ class SklearnAdam(optim.Adam):
         s = super()._with_step(scalars, step)  # (lr, b1, b2, eps, inside, decay, l2, l1, c1, c2)
         return (*s[:3], s[3] / math.sqrt(s[9]), *s[4:])
 
+    def _lowbit_scalars(self, group, step):
+        # the same eps-hat for the low-bit kernel: (..., 1/c2, eps_in, eps_out, ...)
+        s = list(super()._lowbit_scalars(group, step))
+        s[7] *= math.sqrt(s[5])
+        return tuple(s)
+
 
 def store_params(est, values: dict) -> None:
     """`__init__`: every hyperparameter stored unchanged (validation happens in fit)."""
@@ -108,14 +114,20 @@ class BaseNetwork(BaseEstimator):
 
     def _new_optimizer(self, key):
         """A fresh optimizer from optimizer_key(p); L2 comes per batch (fit's l2_per_batch)."""
-        model = self._model
+        model, state_dtype = self._model, key[-1]
+        if state_dtype != "float32" and model.dtype != np.float32:
+            raise ValueError(f"state_dtype={state_dtype!r} needs a float32 network; this one is "
+                             f"{np.dtype(model.dtype).name} (dtype=None keeps float64 input)")
         if key[0] == "adam":
-            _, lr, beta_1, beta_2, eps, l1 = key
+            _, lr, beta_1, beta_2, eps, l1, _ = key
             return SklearnAdam(model.param_groups(l1=l1), lr=lr, betas=(beta_1, beta_2), eps=eps,
-                               backend=model.backend)
-        _, lr, momentum, nesterov, _, _, l1 = key
+                               backend=model.backend, state_dtype=state_dtype)
+        _, lr, momentum, nesterov, _, _, l1, _ = key
+        if state_dtype != "float32" and momentum == 0:
+            state_dtype = "float32"  # plain SGD keeps no state to store in fewer bits
         return optim.SGD(model.param_groups(l1=l1), lr=lr, momentum=momentum,
-                         nesterov=nesterov and momentum > 0, backend=model.backend)
+                         nesterov=nesterov and momentum > 0, backend=model.backend,
+                         state_dtype=state_dtype)
 
     def _train(self, X, T, val, p, incremental):
         n = X.shape[0]

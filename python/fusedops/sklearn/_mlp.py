@@ -109,6 +109,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     dtype : {'float32', 'float64'} or None, default='float32'
         The network's dtype: X is cast to it. None keeps float32 / float64 input as is (others
         become float64), as scikit-learn's MLP does.
+    state_dtype : {'float32', 'bfloat16', 'int8'}, default='float32'
+        The optimizer state's storage (Adam's moments, SGD's momentum buffer): 'int8' keeps it in
+        blockwise 8-bit codes (about 2 B per parameter instead of 8 for Adam), 'bfloat16' in
+        16 bits; see README "Fewer bytes per parameter". Tensors under 4096 elements (biases,
+        small layers) keep float32 state. Needs dtype='float32'.
 
     Fitted attributes are scikit-learn's: classes_, n_features_in_, feature_names_in_, n_iter_,
     t_, loss_, loss_curve_, best_loss_, validation_scores_, best_validation_score_, coefs_,
@@ -120,7 +125,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, l1=0.0,
-                 dropout=0.0, batchnorm=False, backend=None, dtype="float32"):
+                 dropout=0.0, batchnorm=False, backend=None, dtype="float32",
+                 state_dtype="float32"):
         store_params(self, locals())
 
     def fit(self, X, y):
@@ -218,7 +224,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
                  warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
-                 max_fun=15000, l1=0.0, dropout=0.0, batchnorm=False, backend=None, dtype="float32"):
+                 max_fun=15000, l1=0.0, dropout=0.0, batchnorm=False, backend=None, dtype="float32",
+                 state_dtype="float32"):
         store_params(self, locals())
 
     def fit(self, X, y):

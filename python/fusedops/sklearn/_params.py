@@ -14,6 +14,7 @@ ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "r
 SOLVERS = ("adam", "sgd")
 SCHEDULES = ("constant", "invscaling", "adaptive")
 DTYPES = ("float32", "float64")
+STATE_DTYPES = ("float32", "bfloat16", "int8")
 
 LBFGS_MESSAGE = (
     "solver='lbfgs' is not supported by fusedops.sklearn: L-BFGS is a full-batch quasi-Newton "
@@ -97,6 +98,10 @@ def check_training_params(est) -> SimpleNamespace:
     if est.backend is not None and not isinstance(est.backend, str):
         raise TypeError(f"backend must be a backend name or None; got {est.backend!r}")
     p.dtype = compute_dtype(est.dtype)
+    p.state_dtype = choice("state_dtype", est.state_dtype, STATE_DTYPES)
+    if p.state_dtype != "float32" and p.dtype is not None and p.dtype != np.float32:
+        raise ValueError(f"state_dtype={p.state_dtype!r} needs dtype='float32' (the low-bit "
+                         f"optimizer state updates float32 weights); got dtype={est.dtype!r}")
     return p
 
 
@@ -104,5 +109,6 @@ def optimizer_key(p) -> tuple:
     """The hyperparameters an optimizer is built from: a warm start keeps the optimizer's state
     (moments, step count, current learning rate) only while they are unchanged."""
     if p.solver == "adam":
-        return ("adam", p.lr, p.beta_1, p.beta_2, p.epsilon, p.l1)
-    return ("sgd", p.lr, p.momentum, p.nesterovs_momentum, p.learning_rate, p.power_t, p.l1)
+        return ("adam", p.lr, p.beta_1, p.beta_2, p.epsilon, p.l1, p.state_dtype)
+    return ("sgd", p.lr, p.momentum, p.nesterovs_momentum, p.learning_rate, p.power_t, p.l1,
+            p.state_dtype)

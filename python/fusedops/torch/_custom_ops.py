@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .. import ops
-from ._tensors import as_tensor, kernel_array, on_stream
+from ._tensors import as_tensor, empty_like, kernel_array, on_stream
 
 _U64 = 1 << 64
 
@@ -46,7 +46,7 @@ def dropout_op(x: Tensor, rng: Tensor, p: float, inverted: bool,
                save_mask: bool) -> tuple[Tensor, Tensor]:
     seed, offset = _seed_offset(rng)
     x = x.contiguous()
-    y = torch.empty_like(x)
+    y = empty_like(x)
     mode = "inverted" if inverted else "classic"
     with on_stream(x):
         _, mask = ops.dropout_forward(kernel_array(x), p, seed=seed, offset=offset, mode=mode,
@@ -67,7 +67,7 @@ def _(x, rng, p, inverted, save_mask):
 def dropout_backward_op(dy: Tensor, mask: Tensor, rng: Tensor, p: float, inverted: bool,
                         has_mask: bool) -> Tensor:
     dy = dy.contiguous()
-    dx = torch.empty_like(dy)
+    dx = empty_like(dy)
     mode = "inverted" if inverted else "classic"
     with on_stream(dy):
         if has_mask:
@@ -121,7 +121,7 @@ def batch_norm_op(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
                   running_mean: Optional[Tensor], running_var: Optional[Tensor], training: bool,
                   momentum: float, eps: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     x = x.contiguous()
-    y = torch.empty_like(x)
+    y = empty_like(x)
     update = training and running_mean is not None
     rm = running_mean.clone() if update else running_mean  # functional: new statistics
     rv = running_var.clone() if update else running_var
@@ -148,7 +148,7 @@ def _(x, weight, bias, running_mean, running_var, training, momentum, eps):
 def batch_norm_backward_op(dy: Tensor, x: Tensor, weight: Optional[Tensor], mean: Tensor,
                            invstd: Tensor, training: bool) -> tuple[Tensor, Tensor, Tensor]:
     x, dy = x.contiguous(), dy.contiguous()
-    dx = torch.empty_like(x)
+    dx = empty_like(x)
     with on_stream(x):
         _, dweight, dbias = ops.batchnorm_backward(
             kernel_array(dy), kernel_array(x), _array(weight), _array(mean), _array(invstd),
