@@ -1,6 +1,8 @@
 # make test   - create .venv, install fusedops (building the C extension) and run the suite,
 #               then the CUDA tests again under Numba's simulator
 # make demo   - install and run the main job (fusedops demo)
+# make mutate - mutation testing of the kernels and references in all four backends
+#               (tools/mutate.py: hours; not part of make test). MUTATE_ARGS="--files csrc/optim.c"
 # make bench  - pytest-benchmark suites, results saved as JSON under .benchmarks/ (compare two
 #               runs with `make bench-compare`; FUSEDOPS_BENCH_SIZES=10000,1000000 for a quick run)
 # make bench-mpi - the MPI suite under mpiexec -n $(NP) (default 2): Allreduce GB/s, epochs on 1 and N ranks
@@ -17,7 +19,7 @@ TORCH_SPEC ?= torch==2.13.0
 DEMO_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: install test test-cpu test-cudasim demo bench bench-mpi bench-compare info clean
+.PHONY: install test test-cpu test-cudasim demo bench bench-mpi bench-compare info clean mutate
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +38,10 @@ test-cpu: $(STAMP)
 
 test-cudasim: $(STAMP)
 	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest tests -q -m cuda $(PYTEST_ARGS)
+
+MUTATE_ARGS ?=
+mutate: $(STAMP)
+	$(BIN)/python tools/mutate.py -j 2 $(MUTATE_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/fusedops demo $(DEMO_ARGS)
@@ -64,4 +70,4 @@ info: $(STAMP)
 	$(BIN)/fusedops info
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info python/fusedops/_fusedops_c*.so
+	rm -rf $(VENV) build dist *.egg-info python/fusedops/_fusedops_c*.so .mutate
