@@ -4,6 +4,8 @@
 # make dist-check - build the sdist and the real wheel (compiles the C extension, ~1 min) and
 #               check their file lists (tools/check_dist.py); `make test` checks the same lists
 #               on a wheel built without the extension, in seconds (tests/test_dist.py)
+# make mutate - mutation testing of the kernels and references in all four backends
+#               (tools/mutate.py: hours; not part of make test). MUTATE_ARGS="--files csrc/optim.c"
 # make bench  - pytest-benchmark suites, results saved as JSON under .benchmarks/ (compare two
 #               runs with `make bench-compare`; FUSEDOPS_BENCH_SIZES=10000,1000000 for a quick run)
 # make bench-mpi - the MPI suite under mpiexec -n $(NP) (default 2): Allreduce GB/s, epochs on 1 and N ranks
@@ -20,7 +22,7 @@ TORCH_SPEC ?= torch==2.13.0
 DEMO_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: install test test-cpu test-cudasim demo bench bench-mpi bench-compare info dist-check clean
+.PHONY: install test test-cpu test-cudasim demo bench bench-mpi bench-compare info dist-check clean mutate
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +41,10 @@ test-cpu: $(STAMP)
 
 test-cudasim: $(STAMP)
 	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest tests -q -m cuda $(PYTEST_ARGS)
+
+MUTATE_ARGS ?=
+mutate: $(STAMP)
+	$(BIN)/python tools/mutate.py -j 2 $(MUTATE_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/fusedops demo $(DEMO_ARGS)
@@ -75,4 +81,4 @@ dist-check: $(STAMP)
 	$(BIN)/python tools/check_dist.py $(DIST_DIR)/*.whl $(DIST_DIR)/*.tar.gz
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info python/fusedops/_fusedops_c*.so
+	rm -rf $(VENV) build dist *.egg-info python/fusedops/_fusedops_c*.so .mutate

@@ -117,8 +117,9 @@ static inline uint32_t f16_bits(float x, uint32_t r, int sr) {
     uint32_t m = e > 0 ? ((a & 0x7FFFFFu) | 0x800000u) : a;
     uint32_t s = e > 0 ? 126u - e : 125u, sub;
     if (sr) {
+        uint32_t d = s <= 32u ? 0u : s > 63u ? 31u : s - 32u; /* below 2^-33: r meets m's top bits */
         s = s > 32u ? 32u : s;
-        sub = (uint32_t)(((uint64_t)m + (uint64_t)(s == 32u ? r : r >> (32u - s))) >> s);
+        sub = (uint32_t)(((uint64_t)(m >> d) + (uint64_t)(s == 32u ? r : r >> (32u - s))) >> s);
     } else {
         s = s > 40u ? 40u : s;
         sub = (uint32_t)(((uint64_t)m + (UINT64_C(1) << (s - 1)) - 1u + (((uint64_t)m >> s) & 1u)) >> s);

@@ -68,16 +68,18 @@ static inline T SUF(l1_term)(T w, T l1) {
     return w < (T)0 ? -l1 : t;
 }
 
-/* momentum: h given; cg, ch = (1, beta) for Nesterov, (0, 1) for heavy ball. */
+/* momentum: h given; nesterov: w -= lr*(g' + beta*h), else w -= lr*h. Each form is its own
+ * specialization, not one blend 0*g' + 1*h: that is NaN for g' = inf (0*inf) where the
+ * reference's w -= lr*h is -inf. */
 static inline void SUF(sgd_range)(T *restrict w, T *restrict h, const T *restrict g, int64_t lo,
-                                  int64_t hi, T lr, T beta, T cg, T ch, T l2, T l1,
-                                  const int momentum) {
+                                  int64_t hi, T lr, T beta, T l2, T l1, const int momentum,
+                                  const int nesterov) {
     for (int64_t i = lo; i < hi; i++) {
         T wi = w[i], gi = g[i] + l2 * wi + SUF(l1_term)(wi, l1);
         if (momentum) {
             T hi_ = beta * h[i] + gi;
             h[i] = hi_;
-            w[i] = wi - lr * (cg * gi + ch * hi_);
+            w[i] = wi - lr * (nesterov ? gi + beta * hi_ : hi_);
         } else {
             w[i] = wi - lr * gi;
         }
@@ -87,10 +89,13 @@ static inline void SUF(sgd_range)(T *restrict w, T *restrict h, const T *restric
 void SUF(fo_sgd_update)(T *w, T *h, const T *g, int64_t n, double lr, double momentum,
                         int nesterov, double l2, double l1) {
     const T lr_ = (T)lr, beta = (T)momentum, l2_ = (T)l2, l1_ = (T)l1;
-    const T cg = nesterov ? (T)1 : (T)0, ch = nesterov ? (T)momentum : (T)1;
-#define BODY_M(lo, hi) SUF(sgd_range)(w, h, g, lo, hi, lr_, beta, cg, ch, l2_, l1_, 1)
-#define BODY_P(lo, hi) SUF(sgd_range)(w, h, g, lo, hi, lr_, beta, cg, ch, l2_, l1_, 0)
-    if (h) FO_PARALLEL(n, BODY_M); else FO_PARALLEL(n, BODY_P);
+#define BODY_N(lo, hi) SUF(sgd_range)(w, h, g, lo, hi, lr_, beta, l2_, l1_, 1, 1)
+#define BODY_M(lo, hi) SUF(sgd_range)(w, h, g, lo, hi, lr_, beta, l2_, l1_, 1, 0)
+#define BODY_P(lo, hi) SUF(sgd_range)(w, h, g, lo, hi, lr_, beta, l2_, l1_, 0, 0)
+    if (h && nesterov) FO_PARALLEL(n, BODY_N);
+    else if (h) FO_PARALLEL(n, BODY_M);
+    else FO_PARALLEL(n, BODY_P);
+#undef BODY_N
 #undef BODY_M
 #undef BODY_P
 }

@@ -40,7 +40,9 @@ def test_summary_holds_every_figures_numbers(report):
     n = len(h["epoch"])
     assert n >= 1 and len(h["loss"]) == len(h["val_loss"]) == len(h["val_accuracy"]) == n
     assert h["best_epoch"] in h["epoch"]
-    assert 0.1 < mlp["test_accuracy"] <= 1  # 4 epochs: far above chance (0.1)
+    # 4 quick epochs reach 0.95 (seeded); chance is 0.1, and a broken optimizer or backward
+    # that still lowers the loss a little lands far below 0.85
+    assert 0.85 < mlp["test_accuracy"] <= 1
     from fusedops.data import load_digits
 
     y_test = load_digits(test_size=0.2, seed=0)[3]
@@ -50,18 +52,20 @@ def test_summary_holds_every_figures_numbers(report):
 
     den = s["figures"]["denoising"]
     assert den["psnr_denoised_db"] - den["psnr_noisy_db"] == pytest.approx(den["psnr_gain_db"])
+    assert den["psnr_gain_db"] > 1.0  # denoising must denoise: 2.0 dB measured in quick mode
     assert len(den["test_indices"]) == 10
 
     lat = s["figures"]["latent_space"]
     codes = np.array(lat["codes"])
     assert codes.shape == (1797, 2) and np.isfinite(codes).all()
-    assert len(lat["labels"]) == 1797 and 0 <= lat["knn1_test_accuracy"] <= 1
+    assert len(lat["labels"]) == 1797 and 0.3 < lat["knn1_test_accuracy"] <= 1  # 0.54; chance 0.1
 
     w = s["figures"]["weights_l1_l2"]["runs"]
     assert set(w) == {"L1", "L2"}
     for run in w.values():
         assert sum(run["histogram"]["counts"]) == 64 * 128  # every first-layer weight
         assert 0 <= run["share_near_zero"] <= 1
+    assert w["L1"]["share_near_zero"] > w["L2"]["share_near_zero"]  # the figure's point (0.026 vs 0.006)
 
     traj = s["figures"]["optimizer_trajectories"]["runs"]
     assert set(traj) == {"GD", "momentum (beta 0.5)", "AdaGrad", "RMSprop (alpha 0.9)", "Adam"}
@@ -69,7 +73,12 @@ def test_summary_holds_every_figures_numbers(report):
 
     prof = s["figures"]["throughput"]
     assert {r["op"] for r in prof["results"]} >= {"copy", "adam", "dropout", "batchnorm"}
-    assert all(r["gbps"] > 0 for r in prof["results"])
+    from fusedops.apps.profile_ops import OPS
+
+    for r in prof["results"]:  # each figure from its own bytes and time, not merely positive
+        assert 0 < r["median_s"] < 10 and np.isfinite(r["median_s"])
+        assert r["bytes"] == pytest.approx(OPS[r["op"]].bytes_per_element(r["dtype"]) * r["n"])
+        assert r["gbps"] == pytest.approx(r["bytes"] / r["median_s"] / 1e9)
 
 
 def _reference_paths(steps=40, lr=0.4):

@@ -192,3 +192,29 @@ def test_cuda_device_arrays_stay_on_device():
     g = ops.dropout_backward(dx_in, p=0.2, mask=m)
     np.testing.assert_array_equal(g.copy_to_host(), ops.dropout_backward(x, p=0.2, mask=m0, backend="numpy"))
     np.testing.assert_array_equal(ops.unpack_mask(m, x.shape), ops.unpack_mask(m0, x.shape))
+
+
+# word w of Philox4x32-10 at counter 0, key 0 (DESIGN.md's known answer): element w of seed 0,
+# offset 0
+KAT0 = (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)
+
+
+@pytest.mark.parametrize("word", range(4))
+def test_threshold_boundary(backend, word):
+    """keep(i) = u >= round(p * 2^32): p = u / 2^32 keeps element i, p = (u + 1) / 2^32 drops
+    it (a `>` for `>=` in any compare flips the first). Every path that draws the bits: forward
+    (whole Philox blocks and the partial last block), the mask alone, backward by regeneration;
+    n = 1..3 puts the element in a partial block, 70 in a chunk of whole blocks (the x16 SIMD
+    path of the C kernels where compiled), 40000 in the parallel kernels."""
+    sizes = [word + 1, 70] + ([] if backend == "cuda" and SIM else [40_000])
+    u = KAT0[word]
+    for n in sizes:
+        x = np.ones(n, np.float32)
+        for t, kept in ((u, 1), (u + 1, 0)):
+            p = t / 2**32  # exact in float64, so round(p * 2^32) == t
+            y, m = ops.dropout_forward(x, p, seed=0, offset=0, backend=backend)
+            mask_only = ops.dropout_mask(n, p, seed=0, offset=0, backend=backend)
+            dx = ops.dropout_backward(x, p=p, seed=0, offset=0, mode="classic", backend=backend)
+            got = ((m[0] >> word) & 1, (mask_only[0] >> word) & 1, int(y[word] != 0),
+                   int(dx[word] != 0))
+            assert got == (kept,) * 4, (n, hex(t), got)

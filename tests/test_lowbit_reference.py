@@ -54,10 +54,23 @@ def test_below_the_grid_signed_flushes_unsigned_saturates():
     never becomes 0 (lr * m / eps would explode): it takes the smallest code."""
     x = np.zeros(256, np.float32)
     x[0], x[1], x[2] = 1.0, 1e-11, 0.0  # 1e-11 < 2^-32: below both grids
+    x[3] = np.uint32(1).view(np.float32)  # the smallest subnormal (an odd bit pattern)
     s_out, s_codes, _ = roundtrip(x, True)
     u_out, u_codes, _ = roundtrip(x, False)
     assert s_out[1] == 0.0 and u_out[1] == np.float32(1.5 * 2.0 ** -32)
-    assert u_codes[1] == 1 and u_codes[2] == 0 and u_out[2] == 0.0
+    assert u_codes[1] == 1 and u_codes[2] == 0 and u_out[2] == 0.0 and u_codes[3] == 1
+
+
+def test_every_nan_payload_encodes_as_nan():
+    """NaNs with the smallest and largest payloads (quiet or signalling, either sign) get the
+    NaN code, not the Inf code next to them; in bfloat16 / float16 they stay NaN."""
+    nans = np.array([0x7F800001, 0xFF800001, 0x7FBFFFFF, 0x7FFFFFFF], np.uint32).view(np.float32)
+    inf = np.float32([np.inf])
+    np.testing.assert_array_equal(R.encode_unsigned(nans), R.UNSIGNED_NAN)
+    np.testing.assert_array_equal(R.encode_signed(nans), R.SIGNED_NAN)
+    assert R.encode_unsigned(inf)[0] == R.UNSIGNED_INF and R.encode_signed(inf)[0] == R.SIGNED_INF
+    assert np.isnan(R.bf16_to_f32(R.f32_to_bf16(nans))).all()
+    assert np.isnan(R.f16_to_f32(R.f32_to_f16(nans))).all()
 
 
 def test_nonfinite_values_keep_their_codes_and_stay_out_of_the_scale():
@@ -109,7 +122,8 @@ def test_bf16_and_f16_round_to_nearest_even_like_numpy():
 
 
 @pytest.mark.parametrize("fmt", ["bfloat16", "float16"])
-@pytest.mark.parametrize("x0", [1.0 + 2**-12 + 2**-13, 3e-6, -7.77e3])  # none is a bf16 / f16
+# none is a bf16 / f16; 1.3 * 2^-35: below 2^-33, where float16's word meets the value's top bits
+@pytest.mark.parametrize("x0", [1.0 + 2**-12 + 2**-13, 3e-6, -7.77e3, 1.3 * 2**-35])
 def test_stochastic_rounding_is_unbiased(fmt, x0):
     """The mean of stochastically rounded copies of x equals x (within 5 standard errors of a
     two-point distribution between x's neighbours), and both neighbours occur."""

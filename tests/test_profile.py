@@ -112,34 +112,47 @@ def test_crossover_needs_a_win_at_the_largest_size():
     assert profile.crossover({"results": rows}, "sgd") == {"cuda": None, "cuda+transfer": None}
 
 
+def _outputs(result, arrays):
+    """The arrays an op returned that are not in its `arrays` dict (its own allocations:
+    batch norm's y, mean, invstd, dropout's mask), on the host."""
+    from fusedops._arrays import host_copy
+
+    items = result if isinstance(result, tuple) else (result,)
+    return [np.asarray(host_copy(r)) for r in items
+            if r is not None and not any(r is a for a in arrays.values())]
+
+
 def _run(spec, backend, size, dtype):
     arrays, params = host_arrays(spec, size, dtype, 16)
     if backend == "cuda":
         from numba import cuda
 
         dev = {k: cuda.to_device(v) for k, v in arrays.items()}
-        spec.call(dev, "cuda", params)
-        return {k: v.copy_to_host() for k, v in dev.items()}
-    spec.call(arrays, backend, params)
-    return arrays
+        out = _outputs(spec.call(dev, "cuda", params), dev)
+        return {k: v.copy_to_host() for k, v in dev.items()}, out
+    return arrays, _outputs(spec.call(arrays, backend, params), arrays)
 
 
 @pytest.mark.parametrize("op", profile.available_ops())
 def test_each_registered_op_does_the_same_work_on_every_backend(op, dtype):
-    """The registry calls the real op: its arrays change, the same way on every backend."""
+    """The registry calls the real op: it writes its arrays or returns new ones (no op is
+    exempt), the same on every backend."""
     spec = OPS[op]
     before, _ = host_arrays(spec, 70, dtype, 16)
-    ref = _run(spec, "numpy", 70, dtype)
+    ref, ref_out = _run(spec, "numpy", 70, dtype)
     changed = [k for k in ref if not np.array_equal(ref[k], before[k])]
-    assert changed or op.startswith(("batchnorm", "dropout_b")), f"{op} wrote nothing"
+    assert changed or any(np.any(o != 0) for o in ref_out), f"{op} wrote nothing"
     targets = [b for b in CPU if b != "numpy"]
     if SIM:
         targets.append("cuda")
     tol = 1e-5 if dtype == np.float32 else 1e-12
     for b in targets:
-        got = _run(spec, b, 70, dtype)
+        got, got_out = _run(spec, b, 70, dtype)
         for k in ref:
             np.testing.assert_allclose(got[k], ref[k], rtol=tol, atol=tol, err_msg=f"{op} {b} {k}")
+        assert len(got_out) == len(ref_out)
+        for i, (g, r) in enumerate(zip(got_out, ref_out)):
+            np.testing.assert_allclose(g, r, rtol=tol, atol=tol, err_msg=f"{op} {b} output {i}")
 
 
 def test_batchnorm_shapes_keep_two_rows():

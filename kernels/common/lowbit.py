@@ -157,9 +157,10 @@ def build(prims):
         e = e if e < 113 else u32(113)  # the subnormal result is used only for e <= 112
         m = u32(u32(a & 0x7FFFFF) | 0x800000) if e > 0 else a
         s = u32(126 - e) if e > 0 else u32(125)
-        if sr:
+        if sr:  # below 2^-33 (s > 32) r meets m's top bits (fusedops.reference.lowbit)
+            d = u32(0) if s <= 32 else (u32(31) if s > 63 else u32(s - 32))
             s = u32(32) if s > 32 else s
-            sub = u32((np.uint64(m) + np.uint64(r >> (32 - s))) >> s)
+            sub = u32((np.uint64(u32(m >> d)) + np.uint64(r >> (32 - s))) >> s)
         else:
             s = u32(40) if s > 40 else s
             sub = u32((np.uint64(m) + (np.uint64(1) << np.uint64(s - 1)) - np.uint64(1)

@@ -24,9 +24,10 @@ def build(jit) -> Bodies:
         return -l1 if w < zero else t
 
     @jit
-    def sgd_at(i, w, h, g, lr, beta, cg, ch, l2, l1, zero):
-        """h = beta*h + g'; w -= lr*(cg*g' + ch*h): (0, 1) heavy ball, (1, beta) Nesterov;
-        no momentum buffer: w -= lr*g'."""
+    def sgd_at(i, w, h, g, lr, beta, nesterov, l2, l1, zero):
+        """h = beta*h + g'; w -= lr*h (heavy ball) or lr*(g' + beta*h) (Nesterov); no momentum
+        buffer: w -= lr*g'. The two momentum forms are a select on a loop constant, not one
+        blend 0*g' + 1*h: that is NaN for g' = inf where the reference's w -= lr*h is -inf."""
         wi = w[i]
         gi = g[i] + l2 * wi + l1_term(wi, l1, zero)
         if h is None:
@@ -34,7 +35,7 @@ def build(jit) -> Bodies:
         else:
             hi = beta * h[i] + gi
             h[i] = hi
-            w[i] = wi - lr * (cg * gi + ch * hi)
+            w[i] = wi - lr * ((gi + beta * hi) if nesterov else hi)
 
     @jit
     def adagrad_at(i, w, s, g, lr, eps_in, eps_out, l2, l1, zero):
@@ -107,9 +108,8 @@ def _eps_split(eps, eps_inside_sqrt):
 
 
 def sgd_constants(t, lr, momentum, nesterov, l2, l1):
-    """(lr, beta, cg, ch, l2, l1, zero) of sgd_at."""
-    cg, ch = (1.0, momentum) if nesterov else (0.0, 1.0)
-    return t(lr), t(momentum), t(cg), t(ch), t(l2), t(l1), t(0)
+    """(lr, beta, nesterov, l2, l1, zero) of sgd_at (nesterov a bool)."""
+    return t(lr), t(momentum), bool(nesterov), t(l2), t(l1), t(0)
 
 
 def adagrad_constants(t, lr, eps, eps_inside_sqrt, l2, l1):

@@ -2,7 +2,7 @@
 
 Same contract as fusedops.reference.optim (outputs, grad, hyperparameters). The element updates
 are kernels/common/optim.py's, inlined into each prange loop; the launchers derive the loop
-constants (1 - beta, lr/c1, 1/c2, where eps goes, Nesterov's coefficients) once, in float64,
+constants (1 - beta, lr/c1, 1/c2, where eps goes) once, in float64,
 and cast them to the arrays' dtype so no float64 promotion reaches a float32 loop.
 
 Why the options:
@@ -17,7 +17,8 @@ Why the options:
 - run() picks the serial twin below PARALLEL_MIN elements (cpu/jit.py).
 - Optional buffers (momentum, centered average, AMSGrad's max) are None or an array: Numba
   compiles one specialization per combination and prunes the `is None` branches, so each
-  inner loop is branch-free. Boolean options become arithmetic (eps_in/eps_out, cg/ch).
+  inner loop is branch-free. Boolean options become arithmetic (eps_in/eps_out) or a select
+  on a loop constant (Nesterov), which LLVM hoists out of the loop (loop unswitching).
 """
 import math
 
@@ -41,9 +42,9 @@ _sgd_at, _adagrad_at, _rmsprop_at, _adam_at = _b.sgd_at, _b.adagrad_at, _b.rmspr
 
 
 @kernel(**_JIT)
-def _sgd_kernel(w, h, g, lr, beta, cg, ch, l2, l1, zero):
+def _sgd_kernel(w, h, g, lr, beta, nesterov, l2, l1, zero):
     for i in prange(w.size):
-        _sgd_at(i, w, h, g, lr, beta, cg, ch, l2, l1, zero)
+        _sgd_at(i, w, h, g, lr, beta, nesterov, l2, l1, zero)
 
 
 @kernel(**_JIT)

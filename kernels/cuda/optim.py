@@ -24,10 +24,10 @@ _adam_moments, _amsgrad_max, _adam_param = _b.adam_moments, _b.amsgrad_max, _b.a
 
 
 @cuda.jit
-def _sgd_kernel(w, h, g, lr, beta, cg, ch, l2, l1, zero):
+def _sgd_kernel(w, h, g, lr, beta, nesterov, l2, l1, zero):
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for i in range(start, w.size, stride):
-        _sgd_at(i, w, h, g, lr, beta, cg, ch, l2, l1, zero)
+        _sgd_at(i, w, h, g, lr, beta, nesterov, l2, l1, zero)
 
 
 @cuda.jit

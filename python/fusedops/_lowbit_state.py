@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._arrays import array_info, copy_into, full, host_copy
+from ._optim_state import _fail, _scalar
 from .checks import check_bool, check_int
 from .ops import lowbit as L
 
@@ -78,6 +79,13 @@ class Params:
         self.steps = np.zeros(n, np.int64)
         self.state = [dict() for _ in range(n)]
         self.master = [None] * n
+
+    def allowed_keys(self, slots) -> set:
+        """The option entries and per-parameter entries (besides state.k.step) a state_dict of
+        this state may hold, for state slots named `slots`."""
+        return {f"lowbit.{key}" for key in self.cfg.as_dict()} | {
+            f"state.{k}.{e}" for k in range(len(self.shapes)) for e in
+            ["master", *(n + x for n in slots for x in ("", ".bfloat16", ".codes", ".scales"))]}
 
     def size(self, k) -> int:
         return int(np.prod(self.shapes[k], dtype=np.int64))
@@ -208,66 +216,78 @@ def state_dict(opt, groups_part: dict) -> dict:
     return sd
 
 
-def options(sd) -> dict:
-    """The low-bit constructor options recorded in a state_dict ({} for a float32 one)."""
-    out = {}
-    for key in Config().as_dict():
-        if f"lowbit.{key}" in sd:
-            v = np.asarray(sd[f"lowbit.{key}"]).item()
-            out[key] = str(v) if key == "state_dtype" else (bool(v) if isinstance(
-                Config().as_dict()[key], bool) else int(v))
-    return out
+_OPTION_KINDS = {"state_dtype": ("str",), "master_weights": ("bool",),
+                 "stochastic_rounding": ("bool",), "seed": ("int",), "min_8bit_size": ("int",)}
 
 
-def _slot_arrays(sd, k, name, shape):
+def options(sd, source="state_dict") -> dict:
+    """The low-bit constructor options recorded in a state_dict ({} for a float32 one); a
+    ValueError naming the entry for one of the wrong kind."""
+    return {key: _scalar(source, sd, f"lowbit.{key}", kinds)
+            for key, kinds in _OPTION_KINDS.items() if f"lowbit.{key}" in sd}
+
+
+def _array(source, sd, key, dtype, shape):
+    a = sd[key]
+    if not isinstance(a, np.ndarray) or a.dtype != dtype or a.shape != shape:
+        got = f"{a.dtype} {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
+        raise _fail(source, key, f"must be a {np.dtype(dtype)} array shaped {shape}; got {got}")
+    return a
+
+
+def _slot_arrays(source, sd, k, name, shape):
     """(kind, arrays) of slot `name` of parameter k in sd, or None; checked against shape."""
-    n = int(np.prod(shape, dtype=np.int64))
     pre = f"state.{k}.{name}"
-    if pre + ".codes" in sd:
-        codes, scales = np.asarray(sd[pre + ".codes"]), np.asarray(sd[pre + ".scales"])
-        if codes.dtype != np.uint8 or codes.shape != shape or scales.shape != (-(-n // L.BLOCK),):
-            raise ValueError(f"{pre} does not hold 8-bit state of a parameter shaped {shape}")
-        return "int8", (codes, scales.astype(np.float32))
+    found = [x for x in (".codes", ".scales", ".bfloat16", "") if pre + x in sd]
+    for x, y in ((".codes", ".scales"), (".scales", ".codes")):
+        if x in found and y not in found:
+            raise _fail(source, pre + y, "missing (8-bit state has codes and scales)")
+    if len(found) > 1 and found != [".codes", ".scales"]:
+        raise _fail(source, pre + found[-1], f"a second format of {pre}")
+    if found[:1] == [".codes"]:
+        n = int(np.prod(shape, dtype=np.int64))
+        codes = _array(source, sd, pre + ".codes", np.uint8, shape)
+        scales = _array(source, sd, pre + ".scales", np.float32, (-(-n // L.BLOCK),))
+        if not (np.isfinite(scales).all() and (scales >= 0).all()):  # largest finite |x|
+            raise _fail(source, pre + ".scales", "must be finite and >= 0 (block absmax)")
+        return "int8", (codes, scales)
     for suffix, dt, kind in ((".bfloat16", np.uint16, "bfloat16"), ("", np.float32, "float32")):
-        if pre + suffix in sd:
-            a = np.asarray(sd[pre + suffix])
-            if a.shape != shape or a.dtype != dt:
-                raise ValueError(f"{pre + suffix} must be {np.dtype(dt)} shaped {shape}; got "
-                                 f"{a.dtype} {a.shape}")
-            return kind, (a,)
+        if found == [suffix]:
+            return kind, (_array(source, sd, pre + suffix, dt, shape),)
     return None
 
 
-def check_state_dict(opt, sd) -> list:
-    """Check sd's low-bit options, state and master copies against opt, changing nothing;
-    returns per parameter (step, slots, master) for load_state_dict."""
+def check_state_dict(opt, sd, source="state_dict") -> list:
+    """Check sd's low-bit options, state and master copies against opt, changing nothing (the
+    keys, groups and steps: _optim_state.check_groups); returns per parameter (step, slots,
+    master) for load_state_dict."""
     lp = opt._lowbit
-    got = options(sd)
+    got = options(sd, source)
     if got != lp.cfg.as_dict():
-        raise ValueError(f"state_dict was saved with low-bit options {got or 'none (float32)'}; "
-                         f"this optimizer has {lp.cfg.as_dict()}")
+        raise _fail(source, "lowbit", f"saved with low-bit options {got or 'none (float32)'}; "
+                                      f"this optimizer has {lp.cfg.as_dict()}")
     new, k = [], 0
     for group in opt.param_groups:
         names = [n for n, _ in opt._lowbit_slots(group)]
         for _ in group["params"]:
             shape = lp.shapes[k]
-            slots = {n: a for n in names if (a := _slot_arrays(sd, k, n, shape)) is not None}
+            every = {n: _slot_arrays(source, sd, k, n, shape) for n in opt._slots}  # all checked
+            slots = {n: every[n] for n in names if every[n] is not None}  # those the group uses
             for n, (kind, _) in slots.items():
                 if kind != lp.format(k):
-                    raise ValueError(f"state.{k}.{n} is {kind} state; this optimizer keeps "
-                                     f"{lp.format(k)} state for parameter {k}")
+                    raise _fail(source, f"state.{k}.{n}", f"is {kind} state; this optimizer "
+                                f"keeps {lp.format(k)} state for parameter {k}")
             master = sd.get(f"state.{k}.master")
-            if master is not None and np.shape(master) != shape:
-                raise ValueError(f"state.{k}.master has shape {np.shape(master)}; parameter {k} "
-                                 f"has {shape}")
-            new.append((int(np.asarray(sd[f"state.{k}.step"]).item()), slots, master))
+            if master is not None:
+                _array(source, sd, f"state.{k}.master", np.float32, shape)
+            new.append((int(_scalar(source, sd, f"state.{k}.step", ("int",))), slots, master))
             k += 1
     return new
 
 
-def load_state_dict(opt, sd) -> None:
+def load_state_dict(opt, sd, source="state_dict") -> None:
     """Restore steps, state and master copies from sd (checked first, then written)."""
-    lp, new = opt._lowbit, check_state_dict(opt, sd)
+    lp, new = opt._lowbit, check_state_dict(opt, sd, source)
     signs = [dict(opt._lowbit_slots(g)) for g in opt.param_groups for _ in g["params"]]
     for k, (t, slots, master) in enumerate(new):
         lp.steps[k], lp.state[k], lp.master[k] = t, {}, None

@@ -53,7 +53,7 @@ __all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "flatten", "lowbit_opti
 def lowbit_options(state_dict) -> dict:
     """The low-bit constructor options (state_dtype, master_weights, ...) a state_dict was saved
     with, {} for float32 state: `Adam(params, lr=..., **lowbit_options(sd)).load_state_dict(sd)`."""
-    return _lowbit_state.options(state_dict)
+    return _lowbit_state.options(*_optim_state._entries(state_dict)[::-1])
 
 
 PLAN_CACHE = 4
@@ -178,9 +178,9 @@ class _Optimizer:
         """Restore hyperparameters and state from state_dict() (or np.load of its savez file).
         Everything is checked before anything changes."""
         if self._lowbit is not None:
-            sd = {key: state_dict[key] for key in state_dict}
-            updates = _optim_state.check_groups(self, sd)
-            _lowbit_state.load_state_dict(self, sd)
+            source, sd = _optim_state._entries(state_dict)
+            updates = _optim_state.check_groups(self, sd, source)
+            _lowbit_state.load_state_dict(self, sd, source)
             for group, upd in zip(self.param_groups, updates):
                 group.update(upd)
         else:
@@ -244,12 +244,12 @@ class _Optimizer:
     def check_state_dict(self, state_dict) -> list:
         """Raise what load_state_dict would raise, changing nothing; returns per group the
         hyperparameters loading it would set."""
-        sd = {key: state_dict[key] for key in state_dict}
+        source, sd = _optim_state._entries(state_dict)
         if self._lowbit is not None:
-            updates = _optim_state.check_groups(self, sd)
-            _lowbit_state.check_state_dict(self, sd)
+            updates = _optim_state.check_groups(self, sd, source)
+            _lowbit_state.check_state_dict(self, sd, source)
             return updates
-        return _optim_state.check(self, sd)
+        return _optim_state.check(self, sd, source)
 
     # ------------------------------------------------------------------ internals
     @staticmethod

@@ -65,7 +65,7 @@ class OpSpec:
     function: str                  # name in fusedops.ops
     description: str
     arrays: int                    # float arrays read or written once per element
-    call: Callable                 # call(arrays: dict, backend: str, params: dict)
+    call: Callable                 # call(arrays: dict, backend: str, params: dict) -> op's result
     make: Callable                 # make(n, dtype, rng, features) -> (arrays, params)
     torch: Callable | None = None  # torch(torch, tensors: dict, params) -> (fn, impl)
     extra_bytes: float = 0.0       # dtype-independent bytes per element (mask bits)
@@ -109,7 +109,7 @@ def _bn_make(with_grad):
 
 def _dropout_make(with_mask):
     def make(n, dtype, rng, features):
-        d = {"x": rng.standard_normal(n, dtype=dtype), "y": np.empty(n, dtype)}
+        d = {"x": rng.standard_normal(n, dtype=dtype), "y": np.zeros(n, dtype)}
         if with_mask:
             _, mask = ops.dropout_forward(d["x"], P_DROP, seed=SEED, backend=_host_backend())
             d = {"dy": d["x"], "dx": d["y"], "mask": mask}
@@ -123,49 +123,52 @@ def _host_backend():
 
 # --------------------------------------------------------------------------- fusedops calls
 
+# Each call returns what its op returns (the profiler ignores it; tests/test_profile.py checks
+# the outputs an op allocates itself, such as batch norm's y, mean and invstd).
+
 def _stream_copy(a, be, p):
-    ops.stream_copy(a["b"], a["a"], backend=be)
+    return ops.stream_copy(a["b"], a["a"], backend=be)
 
 
 def _stream_triad(a, be, p):
-    ops.stream_triad(a["a"], a["b"], a["c"], scalar=3.0, backend=be)
+    return ops.stream_triad(a["a"], a["b"], a["c"], scalar=3.0, backend=be)
 
 
 def _sgd(a, be, p):
-    ops.sgd_step(a["param"], a["grad"], a.get("buf"), lr=1e-3, momentum=p["momentum"], backend=be)
+    return ops.sgd_step(a["param"], a["grad"], a.get("buf"), lr=1e-3, momentum=p["momentum"], backend=be)
 
 
 def _adagrad(a, be, p):
-    ops.adagrad_step(a["param"], a["grad"], a["sum_sq"], lr=1e-3, backend=be)
+    return ops.adagrad_step(a["param"], a["grad"], a["sum_sq"], lr=1e-3, backend=be)
 
 
 def _rmsprop(a, be, p):
-    ops.rmsprop_step(a["param"], a["grad"], a["square_avg"], lr=1e-3, backend=be)
+    return ops.rmsprop_step(a["param"], a["grad"], a["square_avg"], lr=1e-3, backend=be)
 
 
 def _adam(a, be, p):
-    ops.adam_step(a["param"], a["grad"], a["exp_avg"], a["exp_avg_sq"], a.get("max_exp_avg_sq"),
+    return ops.adam_step(a["param"], a["grad"], a["exp_avg"], a["exp_avg_sq"], a.get("max_exp_avg_sq"),
                   step=10, lr=1e-3, weight_decay=p["wd"], decoupled=p["decoupled"],
                   amsgrad="max_exp_avg_sq" in a, backend=be)
 
 
 def _dropout_fwd(a, be, p):
-    ops.dropout_forward(a["x"], P_DROP, seed=SEED, offset=0, out=a["y"], backend=be)
+    return ops.dropout_forward(a["x"], P_DROP, seed=SEED, offset=0, out=a["y"], backend=be)
 
 
 def _dropout_bwd(a, be, p):
-    ops.dropout_backward(a["dy"], p=P_DROP, mask=a["mask"], out=a["dx"], backend=be)
+    return ops.dropout_backward(a["dy"], p=P_DROP, mask=a["mask"], out=a["dx"], backend=be)
 
 
 def _bn_fwd(training):
     def call(a, be, p):
-        ops.batchnorm_forward(a["x"], a["gamma"], a["beta"], a["running_mean"], a["running_var"],
+        return ops.batchnorm_forward(a["x"], a["gamma"], a["beta"], a["running_mean"], a["running_var"],
                               training=training, backend=be)
     return call
 
 
 def _bn_bwd(a, be, p):
-    ops.batchnorm_backward(a["dy"], a["x"], a["gamma"], a["mean"], a["invstd"], backend=be)
+    return ops.batchnorm_backward(a["dy"], a["x"], a["gamma"], a["mean"], a["invstd"], backend=be)
 
 
 # --------------------------------------------------------------------------- PyTorch peers

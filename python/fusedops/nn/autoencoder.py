@@ -89,6 +89,17 @@ class Autoencoder(Model):
                       seed=int(seed), dtype=dtype.name, init=init)
         self._setup(config, backend, dtype, int(seed))
 
+    @staticmethod
+    def param_count(config: dict) -> int:
+        """The parameters Autoencoder(**config) allocates, from `config` alone (see MLP's)."""
+        sizes = [config["input_dim"], *config.get("hidden", (128,)), config.get("latent_dim", 16)]
+        bn = bool(config.get("batchnorm", False))
+
+        def stack(s):  # Linear (bias on the last, or without BN), BN's gamma and beta
+            inner = sum(a * b + (2 * b if bn else b) for a, b in zip(s[:-2], s[1:-1]))
+            return inner + s[-2] * s[-1] + s[-1]
+        return stack(sizes) + stack(sizes[::-1])
+
     def _check_y(self, y, X, name="y"):
         if y is None:
             return X

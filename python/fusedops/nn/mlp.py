@@ -64,6 +64,14 @@ class MLP(Model):
                       keep_mask=bool(keep_mask))
         self._setup(config, backend, dtype, int(seed))
 
+    @staticmethod
+    def param_count(config: dict) -> int:
+        """The parameters MLP(**config) allocates, computed from `config` alone (fusedops.nn.load
+        checks a file's config against the parameters it holds before building anything)."""
+        sizes, bn = config["sizes"], bool(config.get("batchnorm", False))
+        hidden = sum(a * b + (2 * b if bn else b) for a, b in zip(sizes[:-2], sizes[1:-1]))
+        return hidden + sizes[-2] * sizes[-1] + sizes[-1]
+
     def _check_y(self, y, X, name="y"):
         if y is None:
             raise ValueError(f"{name} is required for an MLP")

@@ -59,6 +59,13 @@ class Model:
         self._batch_part = None  # (first row, rows of the whole batch) while training on a part
         self._state_on_root = False  # set after fit(..., shard_state=True) on ranks other than 0
 
+    @staticmethod
+    def param_count(config: dict) -> int | None:
+        """The number of parameters the constructor allocates for `config` (a saved model's
+        config), computed without allocating them; None when a subclass cannot tell (fusedops.nn.load
+        then checks each size in the config against the parameters the file holds instead)."""
+        return None
+
     # ------------------------------------------------------------------ parameters
     def parameters(self) -> list:
         """All parameters, in flat-buffer order (weights first, then biases / BN)."""

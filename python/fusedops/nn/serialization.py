@@ -8,7 +8,10 @@ training exactly as the original would: same weights, same optimizer state and s
 same RNG offsets, same epoch counter (which seeds the shuffling).
 
 The class is looked up by the name the file stores in fusedops.nn.registry, which holds exactly
-the subclasses of Model defined so far: a file cannot make load build anything else.
+the subclasses of Model defined so far: a file cannot make load build anything else. Every other
+field is checked against an allow-list too (nn/_model_file.py), sizes against the arrays the
+file holds before anything is allocated (fusedops._npz), each failure a ValueError naming the
+file and the field.
 """
 from __future__ import annotations
 
@@ -45,18 +48,6 @@ def _encode(obj, arrays):
     raise TypeError(f"cannot save a value of type {type(obj).__name__} in a fusedops model file")
 
 
-def _decode(obj, arrays):
-    if isinstance(obj, dict):
-        if "__array__" in obj:
-            return arrays[obj["__array__"]]
-        if "__dict__" in obj:
-            return {_decode(k, arrays): _decode(v, arrays) for k, v in obj["__dict__"]}
-        if "__tuple__" in obj:
-            return tuple(_decode(v, arrays) for v in obj["__tuple__"])
-        return [_decode(v, arrays) for v in obj["__list__"]]
-    return obj
-
-
 def save(model, path) -> None:
     """Write `model` to `path` (.npz; the suffix is added by NumPy when missing) or to a binary
     file object."""
@@ -76,33 +67,60 @@ def save(model, path) -> None:
 
 def load(path, *, backend=None):
     """The model saved at `path` (or read from a binary file object). backend: where to run it
-    (default: the saved backend when it is available here, else fusedops' default)."""
+    (default: the saved backend when it is available here, else fusedops' default).
+
+    The file may come from anyone: every field is checked against an allow-list before it is
+    used (nn/_model_file.py), sizes are checked against the arrays the file holds before
+    anything is allocated, and every failure is a ValueError naming the file and the field
+    (a missing file is FileNotFoundError)."""
     from .. import optim
+    from .._npz import Archive
+    from ._model_file import FileCheck
+    from .training import OPTIMIZERS
 
     if isinstance(path, (str, os.PathLike)) and not os.path.exists(path) and os.path.exists(str(path) + ".npz"):
         path = str(path) + ".npz"
-    with np.load(path, allow_pickle=False) as f:
-        if "__meta__" not in f.files:
-            raise ValueError(f"{path} is not a fusedops model file (no __meta__ entry)")
-        meta = json.loads(str(f["__meta__"]))
-        arrays = {k: f[k] for k in f.files if k != "__meta__"}
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: unsupported format {meta.get('format')!r} (expected {FORMAT!r})")
-    if backend is None and backend_unavailable_reason(meta["backend"]) is None:
-        backend = meta["backend"]
-    model = model_class(meta["class"])(**meta["config"], backend=backend)
-    if model.flat.data.size != arrays["params"].size:
-        raise ValueError(f"{path}: parameter count {arrays['params'].size} does not match the architecture")
-    model.flat.data[...] = model.xp.asarray(arrays["params"].astype(model.dtype))
-    model.net.load_state(_decode(meta["layers"], arrays))
-    for k, v in _decode(meta["persist"], arrays).items():
+    with Archive(path) as archive:
+        check = FileCheck(archive.path, archive)
+        meta = check.meta()
+        if meta["format"] != FORMAT:
+            raise check.fail("format", f"unsupported {str(meta['format'])[:100]!r} (expected {FORMAT!r})")
+        try:
+            cls = model_class(meta["class"])
+        except ValueError as exc:
+            raise check.fail("class", str(exc)) from None
+        config = check.config(cls, meta["config"])
+        saved_backend = check.backend(meta["backend"])
+        if backend is None and backend_unavailable_reason(saved_backend) is None:
+            backend = saved_backend
+        try:
+            model = cls(**config, backend=backend)
+        except (TypeError, ValueError) as exc:
+            raise check.fail("config", str(exc)) from None
+        check.used.add("params")
+        params = archive.read("params")
+        layers = check.decode(meta["layers"], "layers")
+        check.like(model.net.state(), layers, "layers")
+        persist = check.persist(model, check.decode(meta["persist"], "persist"), PERSIST)
+        classes = {name: c for name in optim.__all__ if isinstance(c := getattr(optim, name), type)
+                   and issubclass(c, optim._Optimizer)}
+        o = check.optimizer(meta["optimizer"], len(model.flat.params), classes, OPTIMIZERS)
+        state = None if o is None else check.decode(o[3], "optimizer.state")
+    model.flat.data[...] = model.xp.asarray(params.astype(model.dtype))
+    model.net.load_state(layers)
+    for k, v in persist.items():
         setattr(model, k, v)
-    o = meta["optimizer"]
     if o is not None:
-        groups = [{"params": [model.flat.params[i] for i in g]} for g in o["groups"]]
-        state = _decode(o["state"], arrays)
-        opt = getattr(optim, o["class"])(groups, lr=1.0, backend=model.backend,  # lr etc. come
-                                         **optim.lowbit_options(state))       # with the state
-        opt.load_state_dict(state)
-        model.optimizer, model.optimizer_name = opt, o["name"]
+        opt_cls, name, groups, _ = o
+        groups = [{"params": [model.flat.params[i] for i in g]} for g in groups]
+        if not isinstance(state, dict):
+            raise check.fail("optimizer.state", f"must be a dict; got {type(state).__name__}")
+        try:
+            opt = opt_cls(groups, lr=1.0, backend=model.backend,  # lr etc. come with the state
+                          **optim.lowbit_options(state))
+            opt.load_state_dict(state)
+        except (TypeError, ValueError) as exc:
+            raise check.fail("optimizer.state", str(exc)) from None
+        model.optimizer, model.optimizer_name = opt, name
+    check.unused()  # last: an error in a field above names that field, not its orphaned arrays
     return model

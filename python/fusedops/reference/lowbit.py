@@ -29,7 +29,8 @@ probability equal to the distance from the lower neighbour in ulps, so its mean 
 The random word of element i of parameter k at step t is word (i % 4) of Philox4x32-10 with
 counter (i // 4, k, t low, t high) and key (seed low, seed high): the dropout contract with
 element index k * 2^34 + i and offset t. bfloat16 uses its top 16 bits; float16 its top 13
-bits for normal results and more for subnormal ones (unbiased down to 2^-32).
+bits for normal results and more for subnormal ones; below 2^-33 all 32 bits against the top bits
+of the value (the round-up probability is the distance in ulps truncated to a multiple of 2^-32).
 
 Every optimizer kernel here computes in float32 with scalars precomputed on the host (in
 float64, rounded once to float32), products rounded before any sum (no fused multiply-add:
@@ -166,8 +167,10 @@ def f32_to_f16(x, r=None):
         sc = np.minimum(s, 40)
         sub = (m + (1 << (sc - 1)) - 1 + ((m >> sc) & 1)) >> sc
     else:
+        # below 2^-33 (s > 32) the 32-bit word meets m's top bits: P(up) = floor(m / 2^(s-32))
+        # / 2^32, not m / 2^32 (which rounded 1e-12 up 150x too often)
         sc = np.minimum(s, 32)
-        sub = (m + (rr >> (32 - sc))) >> sc
+        sub = ((m >> (np.minimum(s, 63) - sc)) + (rr >> (32 - sc))) >> sc
     h = np.where(a >= 0x38800000, np.minimum(normal, 0x7C00), sub)
     h = np.where(a >= 0x47800000, 0x7C00, h)
     return np.where(a > 0x7F800000, 0x7E00, h | sign).astype(np.uint16)
