@@ -1,6 +1,9 @@
 # make test   - create .venv, install fusedops (building the C extension) and run the suite,
 #               then the CUDA tests again under Numba's simulator
 # make demo   - install and run the main job (fusedops demo)
+# make dist-check - build the sdist and the real wheel (compiles the C extension, ~1 min) and
+#               check their file lists (tools/check_dist.py); `make test` checks the same lists
+#               on a wheel built without the extension, in seconds (tests/test_dist.py)
 # make mutate - mutation testing of the kernels and references in all four backends
 #               (tools/mutate.py: hours; not part of make test). MUTATE_ARGS="--files csrc/optim.c"
 # make bench  - pytest-benchmark suites, results saved as JSON under .benchmarks/ (compare two
@@ -19,7 +22,7 @@ TORCH_SPEC ?= torch==2.13.0
 DEMO_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: install test test-cpu test-cudasim demo bench bench-mpi bench-compare info clean mutate
+.PHONY: install test test-cpu test-cudasim demo bench bench-mpi bench-compare info dist-check clean mutate
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +71,14 @@ bench-compare: $(STAMP)
 
 info: $(STAMP)
 	$(BIN)/fusedops info
+
+DIST_DIR := build/dist-check
+# build/lib* goes too: setuptools packs everything it finds there, stale files of older builds
+dist-check: $(STAMP)
+	rm -rf $(DIST_DIR) build/lib.* build/bdist.*
+	$(BIN)/python -m pip wheel . --no-deps --no-build-isolation -q -w $(DIST_DIR)
+	$(BIN)/python -c "from setuptools import build_meta; build_meta.build_sdist('$(DIST_DIR)')"
+	$(BIN)/python tools/check_dist.py $(DIST_DIR)/*.whl $(DIST_DIR)/*.tar.gz
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info python/fusedops/_fusedops_c*.so .mutate

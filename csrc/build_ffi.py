@@ -1,20 +1,43 @@
 """cffi build script (API mode): one extension, fusedops._fusedops_c, from csrc/*.c.
 
-Flags: -O3 -fopenmp -ffp-contract=off -fno-math-errno plus -march=native (the package is built on the
-machine that runs it). FUSEDOPS_MARCH overrides the -march value ("" drops it) for portable
-builds; FUSEDOPS_EXTRA_CFLAGS appends flags. The flags are compiled into the module so
-`fusedops info` reports what was actually used.
+Two kinds of build (csrc/simd.h has the details):
+- portable, the default: the module is compiled for x86-64-v2 and every kernel source
+  (SIMD_SOURCES) once per SIMD level (baseline x86-64-v2, avx2 = x86-64-v3, avx512 =
+  x86-64-v4); when the extension loads it picks the best level this CPU supports. A wheel
+  built here runs on any x86-64-v2 CPU. Other architectures (aarch64) and compilers other
+  than gcc get one level, built for the compiler's default target.
+- FUSEDOPS_MARCH=native (or any -march value): everything compiled with -march=<value>, one
+  level named after it; the extension then runs only on CPUs like the build machine's.
+  FUSEDOPS_MARCH="" builds one level for the compiler's default target.
+Always: -O3 -fopenmp -std=c11 (-fopenmp compiles the pragmas; the link takes no libgomp but
+-pthread: pool.c is the kernels' own OpenMP runtime, see its header), -ffp-contract=off (products and sums round as NumPy's, on
+every level), -fno-math-errno (lets gcc vectorize sqrt; see optim.c), -fvisibility=hidden.
+FUSEDOPS_EXTRA_CFLAGS
+appends flags. The flags are compiled into the module so `fusedops info` reports them.
 
--fopenmp compiles the pragmas; the link takes no libgomp: pool.c is the kernels' own OpenMP
-runtime (why: its header comment), so only -pthread is linked.
+    python csrc/build_ffi.py [OUTDIR]   # builds OUTDIR/fusedops/_fusedops_c*.so (benchmarks)
 """
 import glob
 import os
 import re
+import sys
+import sysconfig
 
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+GEN_DIR = os.path.join(os.path.dirname(HERE), "build", "fusedops-simd")  # generated wrappers
+# Kernels, compiled once per SIMD level: they must keep no mutable global state (each level
+# has its own copy). Runtime state and setup live in ONCE_SOURCES, compiled once. A name not
+# (yet) in csrc/ is ignored: pool.c (the kernels' thread pool) comes from another branch.
+# Private headers (batchnorm_impl.h: static inline passes) compile into each level of the
+# sources that include them, so batchnorm.c and batchnorm_sync.c share bits on every level.
+SIMD_SOURCES = ("stream.c", "optim.c", "dropout.c", "batchnorm.c", "batchnorm_sync.c", "lowbit.c")
+ONCE_SOURCES = ("runtime.c", "simd.c", "pool.c")
+PORTABLE_LEVELS = 3  # simd.h: baseline, avx2, avx512
+
+_BLOCK = re.compile(r"^/\* ---- ([^\n]*?) ---- \*/$", re.M)
+_PROTO = re.compile(r"([\w\s*]+?)\b(fo_\w+)\s*\(([^)]*)\)\s*;")
 
 
 def _cdef_text(header_path):
@@ -23,30 +46,130 @@ def _cdef_text(header_path):
     return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
 
 
-def _cflags():
-    march = os.environ.get("FUSEDOPS_MARCH", "native")
-    # -fno-math-errno: no kernel reads errno, and with it set gcc guards every sqrtf with an
-    # errno branch that keeps the loop from vectorizing (no pragma or attribute lifts it in
-    # gcc 12). The results are the same IEEE square roots.
-    flags = ["-O3", "-fopenmp", "-ffp-contract=off", "-fno-math-errno", "-std=c11"]
-    if march:
-        flags.append(f"-march={march}")
+def prototypes(header_text):
+    """[(source files, return type, name, parameters)] of fusedops.h: each function under the
+    "/* ---- name (file.c) ---- */" block that holds it; the files are the *.c its head names."""
+    heads = list(_BLOCK.finditer(header_text))
+    out = []
+    for k, head in enumerate(heads):
+        files = tuple(re.findall(r"\w+\.c\b", head.group(1)))
+        if not files:
+            raise RuntimeError(f"fusedops.h: block '{head.group(0)}' names no source file")
+        end = heads[k + 1].start() if k + 1 < len(heads) else len(header_text)
+        body = re.sub(r"/\*.*?\*/", "", header_text[head.end():end], flags=re.S)
+        body = "\n".join(line for line in body.splitlines() if not line.lstrip().startswith("#"))
+        for ret, name, params in _PROTO.findall(body):
+            out.append((files, " ".join(ret.split()), name, " ".join(params.split())))
+    first = heads[0].start() if heads else len(header_text)
+    if _PROTO.search(re.sub(r"/\*.*?\*/", "", header_text[:first], flags=re.S)):
+        raise RuntimeError("fusedops.h: a prototype precedes the first '---- name (file.c) ----' block")
+    return out
+
+
+def _param_names(params):
+    if params in ("", "void"):
+        return []
+    return [re.findall(r"\w+", p)[-1] for p in params.split(",")]
+
+
+def _classify_sources():
+    """SIMD_SOURCES and ONCE_SOURCES that exist; every csrc/*.c must be one or the other."""
+    found = sorted(os.path.basename(p) for p in glob.glob(os.path.join(HERE, "*.c")))
+    unknown = [f for f in found if f not in SIMD_SOURCES + ONCE_SOURCES]
+    if unknown:
+        raise RuntimeError(
+            f"csrc/build_ffi.py: {', '.join(unknown)} not classified: add kernels (no mutable "
+            "global state) to SIMD_SOURCES, runtime code and state to ONCE_SOURCES")
+    return [f for f in found if f in SIMD_SOURCES], [f for f in found if f in ONCE_SOURCES]
+
+
+def _dispatched(files, simd):
+    """Whether the functions of a header block naming `files` are per-level kernels."""
+    kernels = [f in simd for f in files]
+    if any(kernels) and not all(kernels):
+        raise RuntimeError(f"fusedops.h: one block names kernels and runtime files {files}; "
+                           "give each its own block")
+    return all(kernels)
+
+
+def _wrapper(source, level, names):
+    """C text of `source` compiled for SIMD `level`, its entry points renamed fo_x__l<level>."""
+    lines = [f"/* Generated by csrc/build_ffi.py: {source} for SIMD level {level} (simd.h). */",
+             '#include "simd.h"']
+    if level:
+        lines += [f"#if FO_SIMD_NLEVELS > {level}", f"FO_SIMD_PRAGMA_{level}"]
+    lines += [f"#define {n} {n}__l{level}" for n in names]
+    lines.append(f'#include "{source}"')
+    if level:  # not built for this compiler / architecture; ISO C wants a declaration
+        lines += ["#else", "typedef int fo_simd_level_not_built;", "#endif"]
+    return "\n".join(lines) + "\n"
+
+
+def _forwarders(protos):
+    """C text of each dispatched fo_x: a call through the table of its per-level copies."""
+    out = ['#include "fusedops.h"', '#include "simd.h"']
+    for _, ret, name, params in protos:
+        args = ", ".join(_param_names(params))
+        call = f"{name}__impl[fo_simd_level]({args});"
+        out += [f"__typeof__({name}) FO_SIMD_DECLS({name});",
+                f"static __typeof__({name}) *const {name}__impl[] = {{FO_SIMD_IMPL({name})}};",
+                f"{ret} {name}({params}) {{ {'return ' if ret != 'void' else ''}{call} }}"]
+    return "\n".join(out) + "\n"
+
+
+def _write_if_changed(path, text):
+    if not os.path.exists(path) or open(path).read() != text:
+        with open(path, "w") as f:
+            f.write(text)
+
+
+def _x86_64():
+    return sysconfig.get_platform().endswith(("x86_64", "amd64"))
+
+
+def build_config():
+    """(compile flags, define_macros, number of SIMD levels to generate) from the environment."""
+    march = os.environ.get("FUSEDOPS_MARCH")
+    # -fvisibility=hidden: the module exports PyInit only (Python marks it visible), so the
+    # per-level copies and fo_simd_level stay private: no interposition, no GOT indirection
+    flags = ["-O3", "-fopenmp", "-ffp-contract=off", "-fno-math-errno", "-fvisibility=hidden",
+             "-std=c11"]
+    if march is None:  # portable
+        flags += ["-march=x86-64-v2"] if _x86_64() else []
+        macros, levels = [("FO_SIMD_PORTABLE", "1")], PORTABLE_LEVELS
+    else:
+        flags += [f"-march={march}"] if march else []
+        macros, levels = [("FO_SIMD_SINGLE_NAME", f'"{march or "default"}"')], 1
     flags += os.environ.get("FUSEDOPS_EXTRA_CFLAGS", "").split()
-    return flags
+    return flags, macros + [("FO_CFLAGS", '"' + " ".join(flags) + '"')], levels
 
 
-CFLAGS = _cflags()
-ffi = FFI()
-ffi.cdef(_cdef_text(os.path.join(HERE, "fusedops.h")))
-ffi.set_source(
-    "fusedops._fusedops_c",
-    '#include "fusedops.h"',
-    sources=sorted(os.path.relpath(p) for p in glob.glob(os.path.join(HERE, "*.c"))),
-    include_dirs=[os.path.relpath(HERE)],
-    define_macros=[("FO_CFLAGS", '"' + " ".join(CFLAGS) + '"')],
-    extra_compile_args=CFLAGS,
-    extra_link_args=["-pthread"],
-)
+def make_ffi(absolute=False):
+    """The FFI of the extension (setup.py's cffi_modules calls this; importing this file has
+    no side effects). Paths are relative to the current directory, as setuptools wants, unless
+    `absolute` (ffi.compile changes directory)."""
+    path = os.path.abspath if absolute else os.path.relpath
+    header = open(os.path.join(HERE, "fusedops.h")).read()
+    simd, once = _classify_sources()
+    protos = [p for p in prototypes(header) if _dispatched(p[0], simd)]
+    names = [p[2] for p in protos]
+    flags, macros, levels = build_config()
+    os.makedirs(GEN_DIR, exist_ok=True)
+    wrappers = []
+    for source in simd:
+        for level in range(levels):
+            target = os.path.join(GEN_DIR, f"{source[:-2]}__l{level}.c")
+            _write_if_changed(target, _wrapper(source, level, names))
+            wrappers.append(path(target))
+    ffi = FFI()
+    ffi.cdef(_cdef_text(os.path.join(HERE, "fusedops.h")))
+    ffi.set_source(
+        "fusedops._fusedops_c", _forwarders(protos),
+        sources=[path(os.path.join(HERE, f)) for f in once] + wrappers,
+        include_dirs=[path(HERE)], define_macros=macros,
+        extra_compile_args=flags, extra_link_args=["-pthread"])
+    return ffi
+
 
 if __name__ == "__main__":
-    ffi.compile(verbose=True)
+    make_ffi(absolute=True).compile(tmpdir=sys.argv[1] if len(sys.argv) > 1 else ".", verbose=True)

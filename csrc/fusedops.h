@@ -1,7 +1,9 @@
 /* fusedops C kernels: prototypes only. cffi's cdef parses this file (build_ffi.py strips
  * preprocessor lines), so keep it to plain declarations: no macros, no inline bodies.
  * Argument order everywhere: outputs, then inputs, then sizes, then hyperparameters.
- * Each family owns one block below; f32/f64 variants are written out for cdef. */
+ * Each family owns one block below, headed "---- name (file.c) ----": build_ffi.py reads the
+ * file name to know which functions it compiles once per SIMD level (simd.h); f32/f64
+ * variants are written out for cdef. */
 #ifndef FUSEDOPS_H
 #define FUSEDOPS_H
 #include <stdint.h>
@@ -19,6 +21,17 @@ void fo_set_parallel_mode(int mode);
 int fo_pool_workers(void);
 /* the team size a region over `work` elements with threshold `parallel_min` runs with */
 int fo_probe_team(int64_t work, int64_t parallel_min);
+
+/* ---- SIMD dispatch (simd.c) ---- */
+/* Levels 0 .. fo_simd_count()-1, in increasing ISA (simd.h); the best one this CPU supports
+ * runs unless fo_simd_set (not thread-safe: call it when no kernel is running) picks another.
+ * fo_simd_set returns 0, or -1 for a level not compiled or not supported by this CPU. */
+int fo_simd_count(void);
+const char *fo_simd_name(int level);
+const char *fo_simd_target(int level);
+int fo_simd_supported(int level);
+int fo_simd_get(void);
+int fo_simd_set(int level);
 
 /* ---- stream: bandwidth probe (stream.c) ---- */
 void fo_stream_copy_f32(float *dst, const float *src, int64_t n);

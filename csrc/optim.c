@@ -1,12 +1,14 @@
 /* Optimizer steps: SGD (momentum, Nesterov), AdaGrad, RMSprop (momentum, centered), Adam
  * (AdamW, AMSGrad), each one in-place OpenMP pass; formulas in reference/optim.py.
  *
- * Vectorization (checked with -fopt-info-vec): with the default -fmath-errno gcc guards each
- * sqrt with an errno branch and refuses to vectorize the loop ("control flow in loop"), and
- * neither `#pragma GCC optimize` nor the optimize attribute lifts it (gcc 12). So the kernels
- * run in blocks of FO_BLOCK elements: a branch-free loop that gcc vectorizes writes the square
- * root's argument to a stack buffer, fo_vsqrt takes the roots with SIMD intrinsics (exact IEEE
- * sqrt, same bits as sqrtf), and a second vectorized loop finishes the update from L1.
+ * Vectorization (checked with -fopt-info-vec and objdump): every range loop below is one
+ * branch-free pass that gcc vectorizes at the width of the SIMD level it is compiled for
+ * (build_ffi.py compiles this file once per level; see simd.h). The square root is IEEE
+ * (vsqrtps/vsqrtpd, the same bits as sqrtf/sqrt): the build passes -fno-math-errno, without
+ * which gcc guards each sqrt with an errno branch and refuses to vectorize the loop ("control
+ * flow in loop"; the optimize attribute does not lift it, gcc 12). An earlier version worked
+ * around that with a second pass over an L1 buffer of square roots; the single pass gives the
+ * same bits with fewer loads and stores (the Numba kernels' shape, kernels/common/optim.py).
  * Options are specialized, not tested per element: each entry point calls a static inline
  * range function with constant flags, which gcc inlines into one loop per variant.
  *
@@ -18,13 +20,9 @@
 
 #include <math.h>
 #include <omp.h>
-#if defined(__SSE2__)
-#include <immintrin.h>
-#endif
 #include "fusedops.h"
 #include "threads.h"
 
-#define FO_BLOCK 512      /* elements per block: the stack buffer stays in L1 */
 #define FO_PAR_MIN FO_PAR_MIN_OPTIM /* threads.h: below it a step runs serially */
 
 /* This thread's share [lo, hi) of n elements, in whole 64-element pieces (cache lines). */
@@ -33,30 +31,6 @@ static inline void fo_span(int64_t n, int64_t *lo, int64_t *hi) {
     int64_t per = ((n + nt - 1) / nt + 63) & ~(int64_t)63;
     *lo = t * per < n ? t * per : n;
     *hi = *lo + per < n ? *lo + per : n;
-}
-
-static inline void fo_vsqrt_f32(float *x, int64_t len) {
-    int64_t i = 0;
-#if defined(__AVX512F__)
-    for (; i + 16 <= len; i += 16) _mm512_storeu_ps(x + i, _mm512_sqrt_ps(_mm512_loadu_ps(x + i)));
-#elif defined(__AVX__)
-    for (; i + 8 <= len; i += 8) _mm256_storeu_ps(x + i, _mm256_sqrt_ps(_mm256_loadu_ps(x + i)));
-#elif defined(__SSE2__)
-    for (; i + 4 <= len; i += 4) _mm_storeu_ps(x + i, _mm_sqrt_ps(_mm_loadu_ps(x + i)));
-#endif
-    for (; i < len; i++) x[i] = sqrtf(x[i]);
-}
-
-static inline void fo_vsqrt_f64(double *x, int64_t len) {
-    int64_t i = 0;
-#if defined(__AVX512F__)
-    for (; i + 8 <= len; i += 8) _mm512_storeu_pd(x + i, _mm512_sqrt_pd(_mm512_loadu_pd(x + i)));
-#elif defined(__AVX__)
-    for (; i + 4 <= len; i += 4) _mm256_storeu_pd(x + i, _mm256_sqrt_pd(_mm256_loadu_pd(x + i)));
-#elif defined(__SSE2__)
-    for (; i + 2 <= len; i += 2) _mm_storeu_pd(x + i, _mm_sqrt_pd(_mm_loadu_pd(x + i)));
-#endif
-    for (; i < len; i++) x[i] = sqrt(x[i]);
 }
 
 /* Run BODY(lo, hi) over [0, n): one call inline when small, else one per OpenMP thread. */
@@ -70,23 +44,21 @@ static inline void fo_vsqrt_f64(double *x, int64_t len) {
         }                                                                 \
     } while (0)
 
-#define FO_MIN(a, b) ((a) < (b) ? (a) : (b))
-
 #define T float
 #define SUF(name) name##_f32
-#define VSQRT fo_vsqrt_f32
+#define SQRT sqrtf
 #include "optim.c"
 #undef T
 #undef SUF
-#undef VSQRT
+#undef SQRT
 
 #define T double
 #define SUF(name) name##_f64
-#define VSQRT fo_vsqrt_f64
+#define SQRT sqrt
 #include "optim.c"
 #undef T
 #undef SUF
-#undef VSQRT
+#undef SQRT
 
 #else /* ---------------------------------------------------------------- template, T */
 
@@ -131,22 +103,11 @@ void SUF(fo_sgd_update)(T *w, T *h, const T *g, int64_t n, double lr, double mom
 static inline void SUF(adagrad_range)(T *restrict w, T *restrict s, const T *restrict g,
                                       int64_t lo, int64_t hi, T lr, T eps_in, T eps_out, T l2,
                                       T l1) {
-    T buf[FO_BLOCK];
-    for (int64_t b = lo; b < hi; b += FO_BLOCK) {
-        const int64_t len = FO_MIN(FO_BLOCK, hi - b);
-        T *restrict wb = w + b, *restrict sb = s + b;
-        const T *restrict gb = g + b;
-        for (int64_t i = 0; i < len; i++) {
-            T gi = gb[i] + l2 * wb[i] + SUF(l1_term)(wb[i], l1);
-            T si = sb[i] + gi * gi;
-            sb[i] = si;
-            buf[i] = si + eps_in;
-        }
-        VSQRT(buf, len);
-        for (int64_t i = 0; i < len; i++) {
-            T wi = wb[i], gi = gb[i] + l2 * wi + SUF(l1_term)(wi, l1);
-            wb[i] = wi - lr * (gi / (buf[i] + eps_out));
-        }
+    for (int64_t i = lo; i < hi; i++) {
+        T wi = w[i], gi = g[i] + l2 * wi + SUF(l1_term)(wi, l1);
+        T si = s[i] + gi * gi;
+        s[i] = si;
+        w[i] = wi - lr * (gi / (SQRT(si + eps_in) + eps_out));
     }
 }
 
@@ -164,31 +125,22 @@ static inline void SUF(rmsprop_range)(T *restrict w, T *restrict s, T *restrict 
                                       T *restrict ga, const T *restrict g, int64_t lo, int64_t hi,
                                       T lr, T alpha, T oma, T eps_in, T eps_out, T beta, T l2,
                                       T l1, const int momentum, const int centered) {
-    T buf[FO_BLOCK];
-    for (int64_t b = lo; b < hi; b += FO_BLOCK) {
-        const int64_t len = FO_MIN(FO_BLOCK, hi - b);
-        for (int64_t i = b; i < b + len; i++) {
-            T gi = g[i] + l2 * w[i] + SUF(l1_term)(w[i], l1);
-            T si = alpha * s[i] + oma * (gi * gi);
-            s[i] = si;
-            if (centered) {
-                T gai = alpha * ga[i] + oma * gi;
-                ga[i] = gai;
-                si = si - gai * gai;
-            }
-            buf[i - b] = si + eps_in;
+    for (int64_t i = lo; i < hi; i++) {
+        T wi = w[i], gi = g[i] + l2 * wi + SUF(l1_term)(wi, l1);
+        T si = alpha * s[i] + oma * (gi * gi);
+        s[i] = si;
+        if (centered) {
+            T gai = alpha * ga[i] + oma * gi;
+            ga[i] = gai;
+            si = si - gai * gai;
         }
-        VSQRT(buf, len);
-        for (int64_t i = b; i < b + len; i++) {
-            T wi = w[i], gi = g[i] + l2 * wi + SUF(l1_term)(wi, l1);
-            T ratio = gi / (buf[i - b] + eps_out);
-            if (momentum) {
-                T hi_ = beta * h[i] + ratio;
-                h[i] = hi_;
-                w[i] = wi - lr * hi_;
-            } else {
-                w[i] = wi - lr * ratio;
-            }
+        T ratio = gi / (SQRT(si + eps_in) + eps_out);
+        if (momentum) {
+            T hi_ = beta * h[i] + ratio;
+            h[i] = hi_;
+            w[i] = wi - lr * hi_;
+        } else {
+            w[i] = wi - lr * ratio;
         }
     }
 }
@@ -221,24 +173,17 @@ static inline void SUF(adam_range)(T *restrict w, T *restrict m, T *restrict v, 
                                    const T *restrict g, int64_t lo, int64_t hi, T step_size,
                                    T b1, T omb1, T b2, T omb2, T inv_c2, T eps_in, T eps_out,
                                    T decay, T l2, T l1, const int amsgrad) {
-    T buf[FO_BLOCK];
-    for (int64_t b = lo; b < hi; b += FO_BLOCK) {
-        const int64_t len = FO_MIN(FO_BLOCK, hi - b);
-        for (int64_t i = b; i < b + len; i++) {
-            T wi = w[i], gi = g[i] + l2 * wi + SUF(l1_term)(wi, l1);
-            T mi = b1 * m[i] + omb1 * gi;
-            T vi = b2 * v[i] + omb2 * (gi * gi);
-            m[i] = mi;
-            v[i] = vi;
-            if (amsgrad) {
-                vi = vmax[i] > vi ? vmax[i] : vi;
-                vmax[i] = vi;
-            }
-            buf[i - b] = vi * inv_c2 + eps_in;
+    for (int64_t i = lo; i < hi; i++) {
+        T wi = w[i], gi = g[i] + l2 * wi + SUF(l1_term)(wi, l1);
+        T mi = b1 * m[i] + omb1 * gi;
+        T vi = b2 * v[i] + omb2 * (gi * gi);
+        m[i] = mi;
+        v[i] = vi;
+        if (amsgrad) { /* a select that keeps a NaN in v */
+            vi = vmax[i] > vi ? vmax[i] : vi;
+            vmax[i] = vi;
         }
-        VSQRT(buf, len);
-        for (int64_t i = b; i < b + len; i++)
-            w[i] = w[i] * decay - step_size * (m[i] / (buf[i - b] + eps_out));
+        w[i] = wi * decay - step_size * (mi / (SQRT(vi * inv_c2 + eps_in) + eps_out));
     }
 }
 

@@ -85,6 +85,20 @@ def test_a_rank_failing_alone_aborts_the_job():
 
 
 @needs_mpiexec
+@pytest.mark.parametrize("shard", [[], ["shard"]])
+def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step(shard):
+    rc, out = _mpiexec(2, [sys.executable, str(HERE / "mpi" / "failures.py"), "sigint", *shard],
+                       timeout=120)
+    assert rc == 0 and "MPI_Abort" not in out, out
+    # not anchored to lines: mpiexec may splice the ranks' output within a line
+    lines = sorted(re.findall(r"rank (\d) interrupted: (epochs \d+ interrupted \w+ weights [0-9a-f]{16})", out))
+    assert [r for r, _ in lines] == ["0", "1"], out
+    assert lines[0][1] == lines[1][1], out  # the same record and weights on both ranks
+    assert lines[0][1].startswith("epochs 0 interrupted True weights "), out
+    assert "state: steps 3 filled True" in out, out  # ZeRO-1: rank 0 gathered every shard
+
+
+@needs_mpiexec
 def test_fusedops_train_distributes_under_mpiexec(tmp_path, capsys):
     rng = np.random.default_rng(1)
     y = rng.integers(0, 3, 300)

@@ -18,6 +18,9 @@ def test_info_dict_without_probe():
     assert d["cpu"]["numba_threading_layer"] in ("omp", "tbb", "workqueue")
     assert d["backends"]["numpy"] == "available"
     assert "-fopenmp" in d["c"]["flags"] and d["c"]["compiler"]
+    simd = d["c"]["simd"]  # the path that runs is compiled and supported here
+    assert simd["path"] in simd["supported"] and set(simd["supported"]) <= set(simd["compiled"])
+    assert simd["chosen_by"] in ("cpu", "build", "FUSEDOPS_SIMD")
     assert "probe" not in d
 
 
@@ -57,6 +60,7 @@ def test_cli_info_text(capsys):
     assert main(["info", "--no-probe"]) == 0
     out = capsys.readouterr().out
     assert "cpu:" in out and "cuda device:" in out and "backends:" in out
+    assert "c SIMD path: " in out
 
 
 def test_cli_bad_argument_is_a_usage_error():

@@ -65,7 +65,9 @@ def _probe(name: str) -> str | None:
         except ImportError as exc:
             return (f"the C extension fusedops._fusedops_c is not built ({exc}); reinstall with "
                     "`pip install .` (or `pip install -e .`) on a machine with a C compiler")
-        return None
+        from . import _c
+
+        return _c.apply_simd_env()
     if name == "cuda":
         try:
             from numba import cuda

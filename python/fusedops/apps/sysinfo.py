@@ -182,11 +182,15 @@ def info(*, probe_bandwidth: bool = True, repeat: int = 5) -> dict:
     }
     out["versions"]["python"] = platform.python_version()
     if "c" in avail:
-        from .._c import ffi, lib
+        from .. import _c
 
-        out["c"] = {"compiler": ffi.string(lib.fo_compiler()).decode(),
-                    "flags": ffi.string(lib.fo_cflags()).decode(),
-                    "threads": int(lib.fo_get_num_threads())}
+        out["c"] = {"compiler": _c.ffi.string(_c.lib.fo_compiler()).decode(),
+                    "flags": _c.ffi.string(_c.lib.fo_cflags()).decode(),
+                    "threads": int(_c.lib.fo_get_num_threads()),
+                    "simd": {"path": _c.simd_path(), "compiled": _c.simd_paths(),
+                             "chosen_by": _simd_chooser(_c.simd_paths()),
+                             "supported": [p for p in _c.simd_paths() if _c.simd_supported(p)],
+                             "targets": {p: _c.simd_target(p) for p in _c.simd_paths()}}}
     if probe_bandwidth:
         n = probe_elements(4)
         results = {}
@@ -208,6 +212,13 @@ def info(*, probe_bandwidth: bool = True, repeat: int = 5) -> dict:
     return out
 
 
+def _simd_chooser(compiled) -> str:
+    """Who picked the C backend's SIMD path: the user, the CPU check at load, or the build."""
+    if os.environ.get("FUSEDOPS_SIMD"):
+        return "FUSEDOPS_SIMD"
+    return "cpu" if len(compiled) > 1 else "build"
+
+
 def _cuda_probe_elements() -> int:
     from numba import cuda
 
@@ -227,6 +238,12 @@ def format_info(d: dict) -> str:
     c = d["c"]
     lines.append(f"c: {c['compiler']}; flags {c['flags']}; {c['threads']} threads (its own pool)" if c
                  else f"c: {d['backends']['c']}")
+    if c:
+        simd = c["simd"]
+        how = {"FUSEDOPS_SIMD": "set by FUSEDOPS_SIMD", "cpu": "chosen at run time",
+               "build": "the only one compiled"}[simd["chosen_by"]]
+        lines.append(f"c SIMD path: {simd['path']} ({how}; compiled: {', '.join(simd['compiled'])}; "
+                     f"this CPU runs: {', '.join(simd['supported'])})")
     cu = d["cuda"]
     if cu is None:
         lines.append("cuda device: none")

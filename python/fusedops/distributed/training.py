@@ -24,7 +24,7 @@ import numpy as np
 from .. import ops
 from ..checks import check_bool
 from ..nn.threads import auto_threads
-from ._comm import MPI, abort_on_error, agreed, resolve_comm
+from ._comm import _AGREED, MPI, abort_on_error, agreed, is_agreed, resolve_comm
 from .optimizer import DistributedOptimizer
 
 __all__ = ["MPIContext", "SyncBatchNorm", "part"]
@@ -123,13 +123,21 @@ class MPIContext:
         for layer in model._bn_layers():
             layer.sync = sync
         try:
+            stopped = None
             with abort_on_error(self.comm):
-                yield
+                try:
+                    yield
+                except KeyboardInterrupt as exc:  # agreed (interrupt_point): every rank is here
+                    if not is_agreed(exc):
+                        raise
+                    stopped = exc
                 if self.shard_state:  # rank 0 gathers the whole state: save() there is complete
                     sd = self.dist.state_dict(root=0)
                     if self.root:
                         model.optimizer.load_state_dict(sd)
             model._state_on_root = self.shard_state and not self.root
+            if stopped is not None:
+                raise stopped
         finally:
             for layer in model._bn_layers():
                 layer.sync = None
@@ -167,6 +175,18 @@ class MPIContext:
     def any(self, flag: bool) -> bool:
         """True on every rank when it is on any (a callback's stop: no rank trains on alone)."""
         return bool(self.comm.allreduce(bool(flag), op=MPI.LOR))
+
+    def interrupt_point(self, signalled: bool) -> None:
+        """A step boundary of fit: one 4-byte Allreduce MAX of the ranks' Ctrl-C flags; when
+        any rank was signalled (mpiexec forwards SIGINT to every rank, but they see it at
+        different steps) every rank raises the same agreed KeyboardInterrupt after the same
+        step, so the weights and state stay equal across ranks and nobody aborts."""
+        flag = np.array([int(bool(signalled))], np.int32)
+        self.comm.Allreduce(MPI.IN_PLACE, flag, op=MPI.MAX)
+        if flag[0]:
+            exc = KeyboardInterrupt()
+            setattr(exc, _AGREED, True)
+            raise exc
 
     def evaluate(self, model, X, y):
         lo, hi = part(len(X), self.rank, self.size)

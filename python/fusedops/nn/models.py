@@ -55,6 +55,7 @@ class Model:
             first.input_grad = False  # nobody needs d(loss)/d(input): skip that product
         self.optimizer, self.optimizer_name = None, None
         self.epochs_trained = 0
+        self.history = None  # the History of the last fit, kept when Ctrl-C interrupts it
         self._batch_part = None  # (first row, rows of the whole batch) while training on a part
         self._state_on_root = False  # set after fit(..., shard_state=True) on ranks other than 0
 
@@ -197,6 +198,9 @@ class Model:
         added to each batch's summed loss, i.e. weight decay l2_per_batch/n for a batch of n rows,
         and the reported loss includes it. callback(model, history), called after each epoch
         (after validation), stops training by returning True.
+        Ctrl-C stops after the step in progress (weights and optimizer state are those of whole
+        steps; a second Ctrl-C stops at once) and re-raises KeyboardInterrupt; the History of
+        the completed epochs is in `self.history`, with `interrupted=True`.
 
         comm: an mpi4py communicator (e.g. MPI.COMM_WORLD under `mpiexec -n N`) for data-
         parallel training (needs fusedops[mpi]): every rank passes the same data; each global

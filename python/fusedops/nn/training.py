@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..checks import check_int, check_real
+from .interrupt import deferred_sigint
 from .threads import auto_threads, limit_threads
 
 __all__ = ["History", "fit", "make_optimizer", "batches", "Local", "OPTIMIZERS", "DEFAULT_LR"]
@@ -31,7 +32,9 @@ class History:
     `val_loss` / `val_accuracy` are measured in eval mode after each epoch (empty without
     validation data; accuracies only for classification tasks). `best_epoch` is the epoch
     with the lowest monitored loss (val_loss, else loss); `stopped_epoch` is the epoch at which
-    early stopping ended training (None when all epochs ran).
+    early stopping ended training (None when all epochs ran). `interrupted` is True when a
+    KeyboardInterrupt (Ctrl-C) stopped `fit`: it stops after a whole step, re-raises, and this
+    record of the completed epochs stays in `model.history` (see nn/interrupt.py).
     """
 
     epoch: list = field(default_factory=list)
@@ -43,13 +46,15 @@ class History:
     best_epoch: int | None = None
     stopped_epoch: int | None = None
     restored_best: bool = False
+    interrupted: bool = False
 
     def __getitem__(self, key: str) -> list:
         return getattr(self, key)
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy",
-                                              "time", "best_epoch", "stopped_epoch", "restored_best")}
+                                              "time", "best_epoch", "stopped_epoch", "restored_best",
+                                              "interrupted")}
 
 
 def make_optimizer(model, optimizer, lr, l1, l2):
@@ -162,6 +167,12 @@ class Local:
     def evaluate(self, model, X, y):
         return model.evaluate(X, y)
 
+    def interrupt_point(self, signalled: bool) -> None:
+        """A step boundary: raise KeyboardInterrupt if Ctrl-C arrived during the step (the MPI
+        context stops every rank at the same step when any rank was signalled)."""
+        if signalled:
+            raise KeyboardInterrupt
+
 
 def fit(model, X, y=None, *, epochs, batch_size=32, optimizer="adam", lr=None, l1=0.0, l2=0.0,
         validation_data=None, validation_split=0.0, early_stopping=None, shuffle=True, seed=None,
@@ -192,9 +203,9 @@ def fit(model, X, y=None, *, epochs, batch_size=32, optimizer="adam", lr=None, l
         X, y, val = _split(model, X, y, validation_data, validation_split)
         threads = ctx.threads(model, threads)
         model.set_optimizer(optimizer, lr=lr, l1=l1, l2=l2)
-    with limit_threads(threads), ctx.training(model, X, y, val):
+    with limit_threads(threads), deferred_sigint() as ctrl_c, ctx.training(model, X, y, val):
         return _loop(model, ctx, X, y, val, epochs, batch_size, patience, shuffle, seed, verbose,
-                     l2_per_batch, callback)
+                     l2_per_batch, callback, ctrl_c)
 
 
 def _check_hooks(optimizer, l2, l2_per_batch, callback):
@@ -222,9 +233,10 @@ def _batch_l2(model, groups, l2, n):
 
 
 def _loop(model, ctx, X, y, val, epochs, batch_size, patience, shuffle, seed, verbose,
-          l2_per_batch=0.0, callback=None):
+          l2_per_batch, callback, ctrl_c):
     net, n = model.net, len(X)
     hist, best, best_state, bar = History(), math.inf, None, _progress(verbose, epochs)
+    model.history = hist  # where Keras keeps it: after a Ctrl-C the record so far is at hand
     decayed = [g for g in model.optimizer.param_groups
                if l2_per_batch and any(getattr(p, "decay", True) for p in g["params"])]
     try:
@@ -237,6 +249,7 @@ def _loop(model, ctx, X, y, val, epochs, batch_size, patience, shuffle, seed, ve
             for idx in batches(n, batch_size, order):
                 penalty = _batch_l2(model, decayed, l2_per_batch, len(idx)) if l2_per_batch else 0.0
                 loss, out, yb = ctx.step(model, X, y, idx, penalty)
+                ctx.interrupt_point(ctrl_c.take())  # a step boundary: the only place Ctrl-C stops
                 loss_sum = loss_sum + loss  # stays on the device until the epoch ends
                 if model.has_accuracy:
                     correct = correct + model._correct(out, yb)
@@ -264,6 +277,10 @@ def _loop(model, ctx, X, y, val, epochs, batch_size, patience, shuffle, seed, ve
             if stop:
                 hist.stopped_epoch = epoch
                 break
+            ctx.interrupt_point(ctrl_c.take())
+    except KeyboardInterrupt:  # from ctrl_c, or a second Ctrl-C, or the callback
+        hist.interrupted = True
+        raise
     finally:
         if bar is not None:
             bar.close()
