@@ -6,21 +6,22 @@
  * Measured by benchmarks/test_threads.py (`thresholds`: single calls, serial and parallel
  * interleaved, 4K to 4M elements; the threshold is the smallest size from which parallel is
  * >= 1.1x faster on the fastest calls at every larger size; README "Using fusedops inside your
- * program"). On the shared 2-core VM these were written on (load ~4, 2026-11-29) crossovers
- * were: Adam 2M (SGD none up to 4M), batch norm 2M, dropout 4M, 8-bit Adam 4M. The pool's
- * master runs every share itself when no worker is awake, so where a second core was busy a
- * parallel call mostly cost 0.9-1.0x of serial. A quiet machine, whose other cores are free,
- * should cross over far lower: re-run the benchmark there and set these from its output.
+ * program"). On the 2-core EPYC VM when quiet (load ~1, 2026-11-29 14:49, two sweeps of 8
+ * rounds) crossovers were: Adam 64K / 4M (the sweeps disagree; 1.84x at 1M in the first),
+ * SGD 1M, batch norm 64K in both, dropout 4K in both (1.15x; 1.5x from 64K), 8-bit Adam none /
+ * 4M (1.46-1.73x from 64K to 256K in the first). Loaded by other builds (load ~4) the same
+ * VM crossed over at 2M-4M: the pool's master runs every share itself when no worker is
+ * awake, so there a parallel call mostly costs 0.9-1.0x of serial.
  * fo_set_parallel_mode forces one way for tests and that benchmark. */
 #ifndef FO_THREADS_H
 #define FO_THREADS_H
 #include <stdint.h>
 
-#define FO_PAR_MIN_OPTIM 2097152   /* optimizer steps, NaN count: elements (Adam's crossover) */
-#define FO_PAR_MIN_STREAM 2097152  /* copy, triad: elements (memory-bound like the steps) */
-#define FO_PAR_MIN_DROPOUT 4194304 /* dropout, Philox: elements */
-#define FO_PAR_MIN_BN 2097152      /* batch norm: elements of x (per pass) */
-#define FO_PAR_MIN_LOWBIT 4194304  /* low-bit steps, (de)quantize: elements */
+#define FO_PAR_MIN_OPTIM 262144    /* optimizer steps, NaN count: elements (as Numba's) */
+#define FO_PAR_MIN_STREAM 1048576  /* copy, triad: elements (memory-bound like SGD) */
+#define FO_PAR_MIN_DROPOUT 16384   /* dropout, Philox: elements */
+#define FO_PAR_MIN_BN 65536        /* batch norm: elements of x (per pass) */
+#define FO_PAR_MIN_LOWBIT 262144   /* low-bit steps, (de)quantize: elements */
 
 /* modes of fo_set_parallel_mode */
 #define FO_PAR_BY_SIZE 0

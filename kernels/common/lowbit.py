@@ -31,6 +31,31 @@ U_OFFSET, U_INF, U_NAN = 763, 254, 255  # unsigned E5M3 codes
 ABS, EXP, MIN_NORMAL, QNAN = 0x7FFFFFFF, 0x7F800000, 0x00800000, 0x7FC00000
 
 
+def param_slots(p, pfmt):
+    """The kernels' (float32, bfloat16 bits, float16 bits) arguments for a parameter or gradient
+    of format pfmt: the array in its slot, None in the others."""
+    return (p, None, None) if pfmt == 0 else ((None, p, None) if pfmt == 1 else (None, None, p))
+
+
+def state_slots(s):
+    """The kernels' (float32, bfloat16 bits, 8-bit codes) arguments for a state array (None:
+    the slot is unused), by its dtype."""
+    if s is None:
+        return None, None, None
+    if s.dtype == np.uint8:
+        return None, None, s
+    return (None, s, None) if s.dtype == np.uint16 else (s, None, None)
+
+
+def rounding_words(seed, step, stream, sr):
+    """None (round to nearest), or the stochastic-rounding words (key lo, key hi, stream,
+    step lo, step hi) as a host uint64 (5,) array."""
+    if not sr:
+        return None
+    lo, seed, step = 0xFFFFFFFF, int(seed), int(step)
+    return np.array([seed & lo, seed >> 32, int(stream), step & lo, step >> 32], np.uint64)
+
+
 def build(prims):
     """Compile the bodies with `prims`; returns a dict name -> compiled function."""
     jit, f2i, i2f, mul, sqrt, philox = (prims.jit, prims.f2i, prims.i2f, prims.mul, prims.sqrt,

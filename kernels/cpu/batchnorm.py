@@ -24,9 +24,9 @@ CHUNK_ROWS = 128  # rows per partial; 128 rows x TILE fp32 columns = 256 KiB sta
 TILE = 512        # columns per task
 MERGE_TILE = 64   # columns per task when merging the partials
 # Elements of work from which a pass runs in parallel. Measured as optim.PARALLEL_MIN (same
-# benchmark, same VM): forward + backward crossed over at 4M elements of x (1.18x; 0.6-1.0x
-# below, 1.37x once at 1M).
-PARALLEL_MIN = 1 << 22
+# benchmark, quiet VM): forward + backward crossed over at 256K and 1M elements of x in the two
+# sweeps (1.26-1.34x at 1M, 0.8-0.9x at 64K).
+PARALLEL_MIN = 1 << 20
 
 _b = common.build(njit(inline="always"))  # the merge and the coefficients, shared with CUDA
 _chan_weights, _chan_step, _finish_stats = _b.chan_weights, _b.chan_step, _b.finish_stats

@@ -139,8 +139,8 @@ def _backward_chunk(c, dx, dy, mask, divisor):
 # Each kernel runs over chunks in parallel from PARALLEL_MIN elements, else as its serial twin
 # (the same function built with parallel=False, cpu/jit.py), which wakes no thread pool.
 # Measured (benchmarks/test_threads.py thresholds, README "Using fusedops inside your
-# program"): from 16K elements the parallel forward beats the twin by 1.6x on the fastest calls
-# (2.9x at 32K, 7-25x from 1M to 4M; 2-core VM, 2026-11-29). Part
+# program"): from 16K elements the parallel forward beats the twin by 1.7x on the fastest calls
+# (5x at 64K, 10x from 1M; quiet 2-core VM, 2026-11-29; at 4K the twin is 2x faster). Part
 # of that is the twin's own slowness: its Philox loop runs ~2.5x (16K) to ~5x (1M) slower than
 # the same body inside the parallel kernel's gufunc on one thread, a Numba codegen difference
 # not found yet.

@@ -32,10 +32,9 @@ BLOCK = common.BLOCK
 _EXP = common.EXP
 CHUNK_BLOCKS = 16  # blocks per parallel task: the three 1 KiB buffers are allocated per task
 # Elements from which a kernel runs in parallel, else as its serial twin (cpu/jit.py).
-# Measured as optim.PARALLEL_MIN (same benchmark, same VM): the 8-bit Adam step paid
-# 1.06-1.15x from 64K to 1M in one sweep, 0.95-1.01x at 2M and 4M in the next: no size paid
-# in both, so parallel from 4M like the plain steps.
-PARALLEL_MIN = 1 << 22
+# Measured as optim.PARALLEL_MIN (same benchmark, quiet VM): the 8-bit Adam step crossed over
+# at 64K and 256K in the two sweeps (1.23-1.85x at 256K, ~2x at 1M and 4M).
+PARALLEL_MIN = 1 << 18
 _JIT = dict(error_model="numpy", parallel_min=PARALLEL_MIN)
 
 
@@ -312,27 +311,8 @@ def _dequantize_kernel(out, codes, scales, n, signed):
 
 # --------------------------------------------------------------------------- launchers
 
-def param_slots(p, pfmt):
-    """(float32, bfloat16 bits, float16 bits) views: the one matching pfmt, None for the others."""
-    return (p, None, None) if pfmt == 0 else ((None, p, None) if pfmt == 1 else (None, None, p))
-
-
-def state_slots(s):
-    """(float32, bfloat16 bits, 8-bit codes): the one matching s's dtype, None for the others."""
-    if s is None:
-        return None, None, None
-    if s.dtype == np.uint8:
-        return None, None, s
-    return (None, s, None) if s.dtype == np.uint16 else (s, None, None)
-
-
-def rounding_words(seed, step, stream, sr):
-    """None (round to nearest), or the stochastic-rounding words (key lo, key hi, stream,
-    step lo, step hi) as uint64 (5,)."""
-    if not sr:
-        return None
-    lo, seed, step = 0xFFFFFFFF, int(seed), int(step)
-    return np.array([seed & lo, seed >> 32, int(stream), step & lo, step >> 32], np.uint64)
+param_slots, state_slots, rounding_words = (common.param_slots, common.state_slots,
+                                            common.rounding_words)
 
 
 def regularization(l2, l1):

@@ -29,12 +29,12 @@ from .jit import kernel, run
 
 # From this many elements a step runs in parallel; below, its serial twin wakes no thread pool.
 # Measured by benchmarks/test_threads.py thresholds (the smallest size from which parallel is
-# >= 1.1x faster at every larger size; README "Using fusedops inside your program"): on the
-# shared 2-core VM (load ~4, 2026-11-29, TBB layer) a second thread paid for SGD and Adam at no
-# size from 4K to 4M elements (0.8-1.0x: TBB's launch costs ~5 us and the other core is busy),
-# so steps run in parallel from 4M. A quiet machine should cross over far lower: re-run the
-# benchmark there and set this from its output (csrc/threads.h likewise for C).
-PARALLEL_MIN = 1 << 22
+# >= 1.1x faster at every larger size; README "Using fusedops inside your program"). On the
+# 2-core EPYC VM when quiet (load ~1, 2026-11-29 14:49, TBB layer, two sweeps of 8 rounds):
+# Adam crossed over at 64K and 256K (1.28x at 256K, 1.47x at 1M); SGD, memory-bound, only at
+# 1M (0.9-0.95x at 64K-256K). One value per family: 256K, where Adam gains ~1.3x and SGD loses
+# ~5%. (On the same VM loaded by other builds, load ~4, no size up to 4M paid.)
+PARALLEL_MIN = 1 << 18
 _JIT = dict(error_model="numpy", parallel_min=PARALLEL_MIN)
 
 _b = common.build(njit(inline="always"))

@@ -2,13 +2,14 @@
 
 No fastmath: triad must round s*c and the add separately to match NumPy bit for bit. The probe
 measures sizes far beyond the last-level cache, where it always runs in parallel; small calls
-run the serial twin like every other kernel (PARALLEL_MIN, as for the optimizer steps, which
-are the same kind of memory-bound stream).
+run the serial twin like every other kernel (PARALLEL_MIN: 1M, where SGD, the same kind of
+memory-bound stream, crossed over; see optim.PARALLEL_MIN and csrc/threads.h).
 """
 from numba import prange
 
 from .jit import kernel, run
-from .optim import PARALLEL_MIN
+
+PARALLEL_MIN = 1 << 20
 
 
 @kernel(parallel_min=PARALLEL_MIN)

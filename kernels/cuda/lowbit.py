@@ -214,16 +214,7 @@ def _grid(n):
     return grid_for(max(n, 1), BLOCK), BLOCK, current_stream()
 
 
-def _slots(p, pfmt):
-    return (p, None, None) if pfmt == 0 else ((None, p, None) if pfmt == 1 else (None, None, p))
-
-
-def _state(s):
-    if s is None:
-        return None, None, None
-    if s.dtype == np.uint8:
-        return None, None, s
-    return (None, s, None) if s.dtype == np.uint16 else (s, None, None)
+_slots, _state = common.param_slots, common.state_slots
 
 
 def _f32(*xs):
@@ -234,11 +225,8 @@ def _extras(l2, l1, seed, step, stream, sr):
     """(reg, rng) as in kernels/cpu/lowbit.py: None or (l2, l1); None or the Philox words (a
     device array)."""
     reg = None if l2 == 0 and l1 == 0 else (np.float32(l2), np.float32(l1))
-    if not sr:
-        return reg, None
-    lo, seed, step = 0xFFFFFFFF, int(seed), int(step)
-    words = np.array([seed & lo, seed >> 32, int(stream), step & lo, step >> 32], np.uint64)
-    return reg, cuda.to_device(words, stream=current_stream())
+    words = common.rounding_words(seed, step, stream, sr)
+    return reg, None if words is None else cuda.to_device(words, stream=current_stream())
 
 
 def adam_lowbit(p, w32, m, ms, v, vs, g, step_size, b1, omb1, b2, omb2, inv_c2, eps_in, eps_out,
