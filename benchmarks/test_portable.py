@@ -41,6 +41,7 @@ KERNELS = {
     "rmsprop": ("rmsprop_update", 20), "adam": ("adam_update", 28), "amsgrad": ("adam_update", 36),
     "dropout": ("dropout_forward", 8.125), "batchnorm": ("batchnorm_forward_train", 12),
     "triad": ("stream_triad", 12),
+    "adam8": ("adam_lowbit", 16.06),  # float32 params, 8-bit state (sfmt S_Q8 = 2)
 }
 
 
@@ -67,13 +68,20 @@ def _args(kernel, n, ptr):
                 0.0, 1 - 0.9**10, 1 - 0.999**10]
     if kernel == "dropout":
         mask = np.empty((n + 7) // 8, np.uint8)
-        return [ptr(s1), ptr(mask), ptr(g), n, 7, 0, round(0.3 * 2**32), 0.7]
+        return [ptr(s1), ptr(mask), ptr(g), n, 7, 0, round(0.3 * 2**32), 0.7, 0]
     if kernel == "batchnorm":
         c = 256
         rows = n // c
         stats = [np.zeros(c, np.float32) for _ in range(2)] + [np.zeros(c, np.float32), np.ones(c, np.float32)]
         gb = [np.ones(c, np.float32), np.zeros(c, np.float32)]
         return [ptr(s1), *map(ptr, stats), ptr(g), *map(ptr, gb), rows, c, 1, 1e-5, 0.1]
+    if kernel == "adam8":
+        codes = [np.full(n, 40, np.uint8) for _ in range(2)]
+        scales = [np.full((n + 255) // 256, 0.01, np.float32) for _ in range(2)]
+        null = ptr(None)
+        return [ptr(w), null, ptr(codes[0]), ptr(scales[0]), ptr(codes[1]), ptr(scales[1]), ptr(g),
+                n, 1e-3 / (1 - 0.9**10), 0.9, 0.1, 0.999, 0.001, 1 / (1 - 0.999**10), 0.0, 1e-8,
+                1.0, 0.0, 0.0, 0, 2, 0, 10, 0, 0]
     if kernel == "triad":
         return [ptr(s1), ptr(w), ptr(g), n, 3.0]
     raise ValueError(kernel)

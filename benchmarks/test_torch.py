@@ -8,9 +8,10 @@
 - BatchNorm1d forward + backward in training on (65536, 256): fusedops.torch.BatchNorm1d vs
   torch.nn.BatchNorm1d; 32 bytes per element;
   both also as "fusedops-ops-preallocated": the same fusedops.ops calls the modules make, into
-  preallocated outputs. A module returns fresh output tensors (y, then dx), and on a host
-  where a fresh 64 MB buffer costs page faults on first touch (tens of ms on a loaded VM),
-  that cost, paid by torch's modules alike, is the difference between the two rows;
+  preallocated outputs. A module returns fresh output tensors (y, then dx), and a fresh
+  64 MB buffer costs page faults on first touch: the difference between the two rows
+  (fusedops.torch takes its large outputs from NumPy's huge-page allocations; torch's modules
+  pay 4 KiB faults);
 - one training step (forward, loss, backward, Adam) of an MLP with BatchNorm1d and Dropout:
   fusedops.torch modules and Adam on the flattened model vs the torch modules and fused Adam.
 
