@@ -94,35 +94,55 @@ class Worker:
 
     # ------------------------------------------------------------------ C extension
     def _cc(self, src, obj):
-        cmd = ["gcc", "-fPIC", *_cflags(), "-I", str(self.dir / "csrc"),
-               "-I", sysconfig.get_paths()["include"], "-c", str(src), "-o", str(obj)]
-        subprocess.run(cmd, check=True, capture_output=True, cwd=self.dir)
+        subprocess.run(["gcc", "-fPIC", *self._cflags, "-c", str(src), "-o", str(obj)],
+                       check=True, capture_output=True, cwd=self.dir)
+
+    def _describe_build(self):
+        """The extension as csrc/build_ffi.py builds it, for one SIMD level (FUSEDOPS_MARCH=
+        native: a mutant is judged on this CPU's code): the cffi module's C text, written to
+        build_mutate/, and {source: object}, compile flags. A kernel source is compiled through
+        its generated wrapper (build/fusedops-simd/<name>__l0.c, which #includes it)."""
+        b = self.dir / "build_mutate"
+        b.mkdir(exist_ok=True)
+        script = ("import json, sys; sys.path.insert(0, 'csrc'); import build_ffi; "
+                  "ffi = build_ffi.make_ffi(absolute=True); "
+                  "ffi.emit_c_code('build_mutate/_fusedops_c.c'); "
+                  "_, _, _, kw = ffi._assigned_source; print(json.dumps(kw))")
+        env = dict(self.env, FUSEDOPS_MARCH="native")
+        out = subprocess.run([sys.executable, "-c", script], check=True, cwd=self.dir, env=env,
+                             capture_output=True, text=True).stdout
+        kw = json.loads(out.strip().splitlines()[-1])  # after cffi's "generating ..." lines
+        macros = [f"-D{k}={v}" if v is not None else f"-D{k}" for k, v in kw["define_macros"]]
+        self._cflags = [*kw["extra_compile_args"], *macros,
+                        *[f"-I{d}" for d in kw["include_dirs"]],
+                        "-I", sysconfig.get_paths()["include"]]
+        srcs = [b / "_fusedops_c.c", *map(Path, kw["sources"])]
+        return {s: b / f"{i:02d}_{s.stem}.o" for i, s in enumerate(srcs)}
+
+    def _sources_of(self, changed):
+        """The compiled sources a change of csrc file `changed` reaches: itself (compiled once)
+        or its wrapper; for a header, every source."""
+        name = Path(changed).stem
+        hits = [s for s in self._objects if s.stem in (name, f"{name}__l0")]
+        return hits if changed.endswith(".c") and hits else list(self._objects)
 
     def build_c(self, changed=None, skip_if_same=False):
         """Build (first call) or rebuild the extension after `changed` (a csrc path) changed;
         False (and no relink) when skip_if_same and the objects equal the original's."""
-        b = self.dir / "build_mutate"
         if self._objects is None:
-            b.mkdir(exist_ok=True)
-            subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, 'csrc'); "
-                            "import build_ffi; build_ffi.ffi.emit_c_code('build_mutate/_fusedops_c.c')"],
-                           check=True, cwd=self.dir, env=self.env, capture_output=True)
-            srcs = [b / "_fusedops_c.c", *sorted((self.dir / "csrc").glob("*.c"))]
-            self._objects = {s: b / (s.stem + ".o") for s in srcs}
+            self._objects = self._describe_build()
             for s, o in self._objects.items():
                 self._cc(s, o)
             self._pristine = {s: o.read_bytes() for s, o in self._objects.items()}
         elif changed is not None:
-            targets = ([self.dir / changed] if changed.endswith(".c")
-                       else list(self._objects))  # a header: everything that may include it
-            for s in targets:
+            for s in self._sources_of(changed):
                 self._cc(s, self._objects[s])
             if skip_if_same and all(o.read_bytes() == self._pristine[s]
                                     for s, o in self._objects.items()):
                 return False  # the same machine code as the original: nothing to test
         so = self.dir / "python/fusedops" / ("_fusedops_c" + sysconfig.get_config_var("EXT_SUFFIX"))
-        subprocess.run(["gcc", "-shared", "-fopenmp", *map(str, self._objects.values()), "-o", str(so)],
-                       check=True, capture_output=True)
+        subprocess.run(["gcc", "-shared", "-pthread", *map(str, self._objects.values()), "-o",
+                        str(so)], check=True, capture_output=True)
         return True
 
     # ------------------------------------------------------------------ one mutant
@@ -158,16 +178,6 @@ class Worker:
             target.write_text(original)
             if m.path.startswith("csrc/"):
                 self.build_c(m.path)
-
-
-def _cflags():
-    """csrc/build_ffi.py's flags (and the FO_CFLAGS string it compiles in)."""
-    sys.path.insert(0, str(ROOT / "csrc"))
-    try:
-        import build_ffi
-    finally:
-        sys.path.pop(0)
-    return [*build_ffi.CFLAGS, f'-DFO_CFLAGS="{" ".join(build_ffi.CFLAGS)}"']
 
 
 def _equivalent():
