@@ -344,5 +344,15 @@ def build(prims):
             return w - mul(lr, h), s, h, ga
         return w - mul(lr, ratio), s, h, ga
 
+    @jit
+    def scale_of(scales, blk):
+        """Block blk's scale; 0 for state without scales (float32 / bfloat16: scales is None)."""
+        s = np.float32(0.0)
+        if scales is None:
+            pass
+        else:
+            s = scales[blk]
+        return s
+
     return {k: v for k, v in locals().items() if callable(v) and k not in (
         "jit", "f2i", "i2f", "mul", "sqrt", "philox")}

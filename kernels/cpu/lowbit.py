@@ -83,16 +83,7 @@ _amax_finite, _special_code = _B["amax_finite"], _B["special_code"]
 _load_param, _load_grad, _store_param = _B["load_param"], _B["load_grad"], _B["store_param"]
 _load_state, _load_state_finite = _B["load_state"], _B["load_state_finite"]
 _store_state, _adam, _sgd, _rmsprop = _B["store_state"], _B["adam"], _B["sgd"], _B["rmsprop"]
-
-
-@njit
-def _scale_of(scales, blk):
-    s = np.float32(0.0)
-    if scales is None:
-        pass
-    else:
-        s = scales[blk]
-    return s
+_scale_of = _B["scale_of"]
 
 
 @njit

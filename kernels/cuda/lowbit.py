@@ -66,7 +66,7 @@ _B = common.build(_prims())
 _amax_finite, _inverse, _enc_s, _enc_u = _B["amax_finite"], _B["inverse"], _B["enc_s"], _B["enc_u"]
 _load_param, _load_grad, _store_param = _B["load_param"], _B["load_grad"], _B["store_param"]
 _load_state, _store_state, _rounding_word = _B["load_state"], _B["store_state"], _B["rounding_word"]
-_adam, _sgd, _rmsprop = _B["adam"], _B["sgd"], _B["rmsprop"]
+_adam, _sgd, _rmsprop, _scale_of = _B["adam"], _B["sgd"], _B["rmsprop"], _B["scale_of"]
 
 
 @cuda.jit(device=True, inline="always")
@@ -85,16 +85,6 @@ def _block_max(buf, t, x):
     r = buf[0]
     cuda.syncthreads()  # buf is reused by the next reduction
     return r
-
-
-@cuda.jit(device=True, inline="always")
-def _scale_of(scales, blk):
-    s = np.float32(0.0)
-    if scales is None:
-        pass
-    else:
-        s = scales[blk]
-    return s
 
 
 @cuda.jit(device=True, inline="always")
