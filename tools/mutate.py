@@ -36,7 +36,7 @@ DROPOUT = [T + "test_dropout.py", T + "test_philox.py", T + "test_dropout_stats.
 BN = [T + "test_batchnorm.py", T + "test_batchnorm_props.py"]
 BN_SYNC = [T + "test_batchnorm_sync.py"]
 LOWBIT = [T + "test_lowbit_kernels.py", T + "test_lowbit_reference.py"]
-C = "c-f32 or c-f64 or [c- or -c]"  # the C cases' test ids
+C = "c-f32 or c-f64 or [c- or -c] or [c]"  # the C cases' test ids
 REF = "not numba and not cuda"  # a reference mutant: the reference tests and C against it
 STREAM = [T + "test_stream.py"]
 # file -> (tests, pytest -k expression or None, CUDA simulator?)
@@ -59,8 +59,8 @@ MAP = {
     "kernels/cuda/philox.py": (DROPOUT, "cuda", True),
     "kernels/cuda/batchnorm.py": (BN, "cuda", True),
     "kernels/cuda/stream.py": (STREAM + [T + "test_cuda_stream.py"], "cuda", True),
-    "csrc/optim.c": (OPTIM, C, False),
-    "csrc/dropout.c": (DROPOUT + [T + "test_dropout_bounds.py"], C, False),
+    "csrc/optim.c": (OPTIM + [T + "test_threads.py"], C, False),
+    "csrc/dropout.c": (DROPOUT + [T + "test_dropout_bounds.py", T + "test_threads.py"], C, False),
     "csrc/philox.h": (DROPOUT, C, False),
     "csrc/batchnorm.c": (BN, C, False),
     "csrc/stream.c": (STREAM, "[c-", False),
