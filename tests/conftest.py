@@ -53,3 +53,19 @@ def assert_unchanged(arrays, copies):
     for a, c in zip(arrays, copies):
         if a is not None:
             np.testing.assert_array_equal(a, c)
+
+
+@pytest.fixture(scope="session")
+def compile_ptx():
+    """fn, signature -> sm_90 PTX text of a CUDA kernel (no GPU needed); skips the test where
+    NVVM / NVRTC or numba-cuda are missing (tests/test_dropout_ptx.py, test_lowbit_ptx.py)."""
+    try:
+        from numba import cuda, types
+
+        def probe(a):
+            a[0] = 1.0
+
+        cuda.compile_ptx(probe, (types.float32[::1],), cc=(9, 0))
+    except Exception as exc:  # missing NVVM / NVRTC / numba-cuda: nothing to test here
+        pytest.skip(f"no CUDA compiler here: {type(exc).__name__}: {str(exc)[:120]}")
+    return lambda fn, sig: cuda.compile_ptx(fn.py_func, sig, cc=(9, 0))[0]

@@ -12,20 +12,6 @@ from fusedops import backends
 pytestmark = pytest.mark.skipif(backends.cuda_simulator(), reason="the simulator has no compiler")
 
 
-@pytest.fixture(scope="module")
-def compile_ptx():
-    try:
-        from numba import cuda, types
-
-        def probe(a):
-            a[0] = 1.0
-
-        cuda.compile_ptx(probe, (types.float32[::1],), cc=(9, 0))
-    except Exception as exc:  # missing NVVM / NVRTC / numba-cuda: nothing to test here
-        pytest.skip(f"no CUDA compiler here: {type(exc).__name__}: {str(exc)[:120]}")
-    return lambda fn, sig: cuda.compile_ptx(fn.py_func, sig, cc=(9, 0))[0]
-
-
 def signatures():
     from numba import types as T
 

@@ -120,14 +120,18 @@ def dropout_cases(ops, be, sizes, dtypes=DTYPES):
     return out
 
 
+def _bn_inputs(shape, dt):
+    """x (mean 100: the shifted-data case), dy, gamma, beta of the batch norm cases."""
+    x = _vec(int(np.prod(shape)), dt, 6, mean=100.0).reshape(shape)
+    return x, _vec(x.size, dt, 7).reshape(shape), _vec(shape[1], dt, 8), _vec(shape[1], dt, 9)
+
+
 def batchnorm_cases(ops, be, shapes, dtypes=DTYPES):
     out = {}
     for dt in dtypes:
         for shape in shapes:
             c = shape[1]
-            x = _vec(int(np.prod(shape)), dt, 6, mean=100.0).reshape(shape)
-            dy = _vec(x.size, dt, 7).reshape(shape)
-            gamma, beta = _vec(c, dt, 8), _vec(c, dt, 9)
+            x, dy, gamma, beta = _bn_inputs(shape, dt)
             for affine in (True, False):
                 g, b = (gamma, beta) if affine else (None, None)
                 for track in (True, False):
@@ -177,9 +181,7 @@ def batchnorm_sync_cases(ops, be, shapes, dtypes=DTYPES):
     for dt in dtypes:
         for shape in shapes:
             c = shape[1]
-            x = _vec(int(np.prod(shape)), dt, 6, mean=100.0).reshape(shape)
-            dy = _vec(x.size, dt, 7).reshape(shape)
-            gamma, beta = _vec(c, dt, 8), _vec(c, dt, 9)
+            x, dy, gamma, beta = _bn_inputs(shape, dt)
             rm, rv = np.zeros(c, dt), np.ones(c, dt)
             count = x.size // c
             mean, m2 = ops.batchnorm_stats(x, backend=be)
